@@ -1,0 +1,11 @@
+"""Cross-cutting behaviour of a run, each a Lightning callback that reads the lr schedule from the
+trainer (`anneal.module.lr_scheduler`). Callbacks with results implement `evaluate(trainer, module,
+datamodule) -> dict`, called after training; those with settings that depend on the schedule
+implement `check(schedule, clock)`, called before training."""
+
+from anneal.callbacks.averaging import EMA, SWA, WeightAverage
+from anneal.callbacks.feedback import ValAccFeedback
+from anneal.callbacks.lr_plot import LrSchedulePlot
+from anneal.callbacks.snapshots import SnapshotEnsemble
+
+__all__ = ["EMA", "SWA", "WeightAverage", "ValAccFeedback", "LrSchedulePlot", "SnapshotEnsemble"]

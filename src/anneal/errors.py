@@ -1,0 +1,10 @@
+"""The one error type for bad settings, raised before any training step."""
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names the key, the value and what is allowed."""
+
+
+def require(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {allowed}")

@@ -1,0 +1,89 @@
+"""The LightningModule: a network, cross-entropy, accuracy, and the optimizer driven per step by the lr plan."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from anneal.schedules import Clock, LrPlan, ScheduleLR
+
+
+def steps_per_epoch(trainer: L.Trainer) -> int:
+    """Optimizer steps in one epoch of this trainer (after limit_train_batches and gradient accumulation)."""
+    trainer.estimated_stepping_batches  # makes Lightning set up the train loader and count its batches
+    return max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, network: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], lr_plan: LrPlan,
+                 num_classes: int = 10, compile: bool = False):
+        super().__init__()
+        self.network, self.optimizer_factory, self.lr_plan = network, optimizer, lr_plan
+        self.compile = compile
+        self.metrics = nn.ModuleDict({
+            f"{stage}_{name}": metric
+            for stage in ("train", "val", "test")
+            for name, metric in (("acc", MulticlassAccuracy(num_classes, average="micro")), ("loss", MeanMetric()))
+        })
+
+    def configure_model(self):
+        if self.compile and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
+            self.network = torch.compile(self.network)
+
+    @property
+    def plain_network(self) -> nn.Module:
+        """The network without torch.compile's wrapper: what snapshots and averages hold."""
+        return getattr(self.network, "_orig_mod", self.network)
+
+    def on_fit_start(self):
+        if self.device.type == "cuda":  # tensor cores want NHWC; on CPU it only costs copies
+            self.network.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.network(x)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc, mean_loss = self.metrics[f"{stage}_acc"], self.metrics[f"{stage}_loss"]
+        acc.update(logits, y)
+        mean_loss.update(loss.detach(), weight=len(y))
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, "train")
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        clock = Clock(steps_per_epoch(self.trainer))
+        schedule = self.lr_plan.build(peak=optimizer.defaults["lr"], clock=clock)
+        scheduler = ScheduleLR(optimizer, schedule, clock)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+
+def lr_scheduler(trainer: L.Trainer) -> ScheduleLR:
+    """The run's ScheduleLR: callbacks read the schedule, its clock and its cycle ends from it."""
+    for config in trainer.lr_scheduler_configs:
+        if isinstance(config.scheduler, ScheduleLR):
+            return config.scheduler
+    raise RuntimeError("no ScheduleLR configured: anneal's callbacks need anneal.module.Classifier")

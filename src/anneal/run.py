@@ -1,0 +1,179 @@
+"""One run wired from the composed config: data, network, lr plan, callbacks, logger, trainer; every
+setting checked before training; fit, test, evaluate snapshots and averages, write results.json."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from anneal.callbacks import LrSchedulePlot, ValAccFeedback
+from anneal.errors import ConfigError, require
+from anneal.module import Classifier
+from anneal.schedules import Clock, LrPlan, Schedule
+from anneal.storage import save_json
+
+log = logging.getLogger("anneal")
+MODES = ("train", "preview", "lr_find")
+
+
+def build_network(model_cfg: DictConfig) -> tuple[nn.Module, bool]:
+    """The `model` group's network, and whether to torch.compile it (`model.compile`, not a network argument)."""
+    spec = OmegaConf.to_container(model_cfg, resolve=True)
+    compile_ = bool(spec.pop("compile", False))
+    return instantiate(spec), compile_
+
+
+def instantiate_optional(node: DictConfig | None):
+    """A group option like `averaging=none` is an empty node: nothing to build."""
+    return instantiate(node) if node and "_target_" in node else None
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    if not cfg.logger:
+        return []
+    if "group" in cfg.logger and cfg.logger.group is None and HydraConfig.initialized() \
+            and HydraConfig.get().mode == RunMode.MULTIRUN:
+        cfg.logger.group = Path(HydraConfig.get().sweep.dir).name  # the jobs of one sweep, side by side
+    logger = instantiate(cfg.logger)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return [logger]
+
+
+def steps_per_epoch_estimate(trainer: L.Trainer, datamodule) -> int:
+    return max(1, math.ceil(datamodule.steps_per_epoch(trainer.world_size) / trainer.accumulate_grad_batches))
+
+
+def preflight(trainer: L.Trainer, datamodule, module: Classifier, callbacks: list) -> tuple[Schedule, Clock]:
+    """Build the run's lr function and check every setting that depends on it, before any training."""
+    clock = Clock(steps_per_epoch_estimate(trainer, datamodule))
+    peak = module.optimizer_factory(params=module.parameters()).defaults["lr"]
+    schedule = module.lr_plan.build(peak, clock)
+    if schedule.needs_val_acc:
+        require(datamodule.val_size > 0, "data.val_size", datamodule.val_size,
+                "schedule=adaptive_sgdr watches val/acc: hold out a validation split (e.g. data.val_size=5000)")
+    for callback in callbacks:
+        if hasattr(callback, "check"):
+            callback.check(schedule, clock)
+    return schedule, clock
+
+
+def resolve_checkpoint(ckpt_path: str | None, output_dir: str) -> str | None:
+    if ckpt_path != "last":
+        if ckpt_path is not None:
+            require(Path(ckpt_path).is_file(), "ckpt_path", ckpt_path, "no such checkpoint file")
+        return ckpt_path
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    require(last.is_file(), "ckpt_path", "last", f"no {last}: run inside the run directory to resume "
+            "(hydra.run.dir=<that run's directory>) or give the path of a .ckpt")
+    return str(last)
+
+
+def quiet_library_noise() -> None:
+    """Lightning's loggers print through their own handlers too: send them through Hydra's only (console +
+    the run's log file), and drop warnings about things anneal does on purpose."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+    warnings.filterwarnings("ignore", message="Total length of .* across ranks is zero")  # no val split
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
+def run(cfg: DictConfig) -> float | None:
+    quiet_library_noise()
+    require(cfg.mode in MODES, "mode", cfg.mode, f"one of {MODES}")
+    epochs = cfg.trainer.max_epochs
+    require(isinstance(epochs, int) and epochs >= 1, "trainer.max_epochs", epochs, "must be an integer >= 1")
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    network, compile_ = build_network(cfg.model)
+    averaging, ensemble = instantiate_optional(cfg.averaging), instantiate_optional(cfg.ensemble)
+    lr_plan = LrPlan(schedule=instantiate(cfg.schedule), warmup=instantiate(cfg.warmup), epochs=epochs,
+                     switch=averaging.lr_switch() if hasattr(averaging, "lr_switch") else None)
+    module = Classifier(network, instantiate(cfg.optimizer), lr_plan, compile=compile_)
+
+    if cfg.mode == "preview":
+        return preview(cfg, module, datamodule)
+
+    loggers = [] if cfg.mode == "lr_find" else build_loggers(cfg)
+    callbacks = [c for c in (instantiate_optional(n) for n in cfg.callbacks.values()) if c is not None]
+    callbacks += [c for c in (ensemble, averaging) if c is not None]
+    if not loggers:  # nothing to log the lr to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    schedule, _ = preflight(trainer, datamodule, module, callbacks)
+    if schedule.needs_val_acc:
+        trainer.callbacks.append(ValAccFeedback())
+
+    if cfg.mode == "lr_find":
+        from anneal.lr_find import lr_find
+
+        return lr_find(cfg, trainer, module, datamodule)
+    return fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers)
+
+
+def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers) -> float | None:
+    started = time.perf_counter()
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, cfg.output_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    (tested,) = trainer.test(module, datamodule=datamodule, ckpt_path=None, verbose=False)
+    results = {
+        "data": datamodule.name, "model": type(module.plain_network).__name__, "seed": cfg.seed,
+        "schedule": module.lr_plan.describe(),
+        "test/acc": tested["test/acc"], "test/loss": tested["test/loss"],
+        "epochs": trainer.current_epoch, "steps": trainer.global_step,
+    }
+    if "val" in datamodule.splits and "val/acc" in trainer.callback_metrics:
+        results["val/acc"] = trainer.callback_metrics["val/acc"].item()
+    for callback in callbacks:
+        if hasattr(callback, "evaluate"):
+            results |= callback.evaluate(trainer, module, datamodule)
+    results["wall_seconds"] = round(time.perf_counter() - started, 2)
+    if HydraConfig.initialized():
+        results["overrides"] = list(HydraConfig.get().overrides.task)
+    if trainer.is_global_zero:
+        path = save_json(results, Path(cfg.output_dir) / "results.json")
+        log.info("test acc %.4f (%s, %s); results in %s", results["test/acc"], results["data"], results["schedule"], path)
+    for logger in loggers:
+        logger.log_metrics({k: v for k, v in results.items() if isinstance(v, (int, float))})
+        logger.finalize("success")
+    finish_wandb()
+    metric = results.get(cfg.optimized_metric)
+    if metric is None:
+        raise ConfigError(f"optimized_metric={cfg.optimized_metric!r} is not among the results: {sorted(results)}")
+    return metric
+
+
+def finish_wandb() -> None:
+    """Close the W&B run, so that the next job of a multirun (same process) starts its own."""
+    import sys
+
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish()
+
+
+def preview(cfg: DictConfig, module: Classifier, datamodule) -> None:
+    """mode=preview: the composed lr function as PNG + CSV in the run directory, without training."""
+    from anneal.preview import render
+
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False,
+                          enable_model_summary=False)
+    schedule, clock = preflight(trainer, datamodule, module, [])
+    total_steps = clock.step_at(cfg.trainer.max_epochs)
+    png, csv_path = render(schedule, clock, total_steps, cfg.output_dir, f"lr schedule: {module.lr_plan.describe()}")
+    ends = ", ".join(f"{e:g}" for e in schedule.cycle_ends()) or "none"
+    log.info("lr schedule over %d steps (%d per epoch); cycle ends at epochs: %s", total_steps, clock.steps_per_epoch, ends)
+    log.info("wrote %s and %s", png, csv_path)
+    print(f"preview: {png}\npreview: {csv_path}")
+    return None
