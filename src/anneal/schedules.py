@@ -521,7 +521,9 @@ class ScheduleLR(LambdaLR):
         return [self.clock.step_at(t) for t in self.schedule.cycle_ends()]
 
     def state_dict(self):
-        return {**super().state_dict(), "schedule": self.schedule.state_dict()}
+        # LambdaLR saves every attribute; keep checkpoints to plain values (they load with weights_only=True)
+        state = {k: v for k, v in super().state_dict().items() if k != "clock"}
+        return {**state, "schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, state_dict):
         state_dict = dict(state_dict)

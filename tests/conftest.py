@@ -1,0 +1,55 @@
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from anneal.data import synthetic_images
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
+FAST = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def compose_config(*overrides: str, output_dir: Path):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=[*overrides, f"output_dir={output_dir}"])
+
+
+@pytest.fixture(scope="session")
+def subset_root() -> Path:
+    """The real CIFAR-10 subset: CIFAR10_ROOT (set by .ci/run), else ../shared beside the repo."""
+    root = Path(os.environ.get("CIFAR10_ROOT", SHARED_SUBSET))
+    if not (root / "cifar-10-batches-py" / "test_batch").exists():
+        pytest.skip("the real CIFAR-10 subset is not here (set CIFAR10_ROOT)")
+    return root
+
+
+def write_cifar_layout(root: Path, per_file: int = 60, test: int = 50) -> Path:
+    """A tiny dataset in the exact cifar-10-batches-py layout (pickled dicts of uint8 rows)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for i, name in enumerate(names):
+        n = test if name == "test_batch" else per_file
+        images, labels = synthetic_images(n, seed=i)
+        entry = {"data": images.reshape(n, -1).numpy(), "labels": labels.tolist(), "batch_label": name}
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=4)
+    return root
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path) -> Path:
+    return write_cifar_layout(tmp_path / "tiny")
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    environment = {k: v for k, v in environment.items() if v is not None}  # None: unset
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout)

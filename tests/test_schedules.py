@@ -1,0 +1,274 @@
+"""Schedule values against the SPEC's reference table and against PyTorch's own schedulers."""
+
+import io
+import math
+
+import pytest
+import torch
+from torch.optim import lr_scheduler as torch_lr
+
+from anneal.errors import ConfigError
+from anneal.schedules import (SGDR, AdaptiveSGDR, Clock, Constant, Cosine, Cyclic, Exponential, ExponentialWarmup,
+                              LinearWarmup, LrPlan, LrSwitch, MultiStep, NoWarmup, OneCycle, ScheduleLR, Step,
+                              cycle_position, snapshot_cycles)
+
+# SPEC 1.1: T_0 = 5, T_mult = 2, lr_max = 0.1, lr_min = 1e-5, T_cur counted 1..T_i at the end of each epoch
+SPEC_SGDR_TABLE = [(1, 1, 5, 0.090451805), (2, 2, 5, 0.065454305), (3, 3, 5, 0.034555695), (4, 4, 5, 0.009558195),
+                   (5, 5, 5, 0.00001), (6, 1, 10, 0.097553071), (10, 5, 10, 0.050005), (15, 10, 10, 0.00001),
+                   (16, 1, 20, 0.099384479), (18, 3, 20, 0.094550871)]
+
+
+def drive(scheduler_factory, steps: int) -> list[float]:
+    """The lr a torch optimizer actually uses at each of `steps` steps under a scheduler."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = scheduler_factory(optimizer)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def ours(schedule, steps_per_epoch: int, steps: int) -> list[float]:
+    return drive(lambda opt: ScheduleLR(opt, schedule, Clock(steps_per_epoch)), steps)
+
+
+def assert_same(a, b, rel=1e-9):
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert x == pytest.approx(y, rel=rel, abs=1e-15), f"step {i}: {x} != {y}"
+
+
+@pytest.mark.parametrize("epoch, T_cur, T_i, lr", SPEC_SGDR_TABLE)
+def test_sgdr_matches_spec_table(epoch, T_cur, T_i, lr):
+    s = SGDR(peak=0.1, total=40, T_0=5, T_mult=2, lr_min=1e-5)
+    _, cur, length = s.position(epoch, ending=True)
+    assert (cur, length) == (pytest.approx(T_cur), T_i)
+    assert s.lr(epoch, ending=True) == pytest.approx(lr, abs=5e-10)  # the table is rounded to 9 decimals
+    # the formula of SPEC 1.1, written out
+    assert s.lr(epoch, ending=True) == pytest.approx(1e-5 + 0.5 * (0.1 - 1e-5) * (1 + math.cos(math.pi * T_cur / T_i)))
+
+
+def test_sgdr_cycle_lengths_and_restarts():
+    s = SGDR(peak=0.1, total=40, T_0=5, T_mult=2, lr_min=1e-5)
+    assert [s.position(t)[2] for t in (0, 4.9, 5, 14.9, 15, 34.9)] == [5, 5, 10, 10, 20, 20]
+    assert s.cycle_ends() == [5, 15, 35]
+    assert s(5) == pytest.approx(0.1) and s(15) == pytest.approx(0.1)  # a restart opens at the cycle end
+    assert s(5 - 1e-6) == pytest.approx(1e-5, abs=1e-9)
+
+
+def test_sgdr_interval_epoch_uses_table_value_during_next_epoch():
+    s = SGDR(peak=0.1, total=40, T_0=5, T_mult=2, lr_min=1e-5, interval="epoch")
+    spe = 7
+    lrs = ours(s, spe, 19 * spe)
+    for epoch, _, _, lr in SPEC_SGDR_TABLE:
+        if epoch not in (5, 15):  # the minimum itself is never used: the restart comes with the next epoch
+            assert lrs[epoch * spe: (epoch + 1) * spe] == pytest.approx([lr] * spe, abs=5e-10)
+    assert lrs[5 * spe] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("T_0, T_mult", [(1, 1), (5, 2), (2, 3), (3, 1)])
+def test_sgdr_equals_torch_cosine_annealing_warm_restarts(T_0, T_mult):
+    spe, epochs = 13, 40
+    schedule = SGDR(peak=0.1, total=epochs, T_0=T_0, T_mult=T_mult, lr_min=1e-4)
+    expected = drive(lambda o: torch_lr.CosineAnnealingWarmRestarts(o, T_0=T_0 * spe, T_mult=T_mult, eta_min=1e-4),
+                     epochs * spe)
+    assert_same(ours(schedule, spe, epochs * spe), expected)
+
+
+def test_sgdr_per_step_restarts_at_epoch_1_with_T0_1_Tmult_2():
+    spe = 10
+    lrs = ours(SGDR(peak=0.1, total=3, T_0=1, T_mult=2, lr_min=1e-5), spe, 3 * spe)
+    assert lrs[0] == lrs[spe] == pytest.approx(0.1)
+    assert lrs[spe - 1] < 0.003 and lrs[spe + 1] > 0.099
+    for step, lr in enumerate(lrs):
+        _, T_cur, T_i = cycle_position(step / spe, 1, 2)
+        assert lr == pytest.approx(1e-5 + 0.5 * (0.1 - 1e-5) * (1 + math.cos(math.pi * T_cur / T_i)), rel=1e-12)
+
+
+def test_non_integer_T_mult_cycle_ends():
+    s = SGDR(peak=0.1, total=20, T_0=1, T_mult=1.5)
+    assert s.cycle_ends() == pytest.approx([1, 2.5, 4.75, 8.125, 13.1875])
+    spe = 8
+    steps = ScheduleLR(torch.optim.SGD([torch.zeros(1)], lr=0.1), s, Clock(spe)).cycle_end_steps()
+    assert steps == [8, 20, 38, 65, 106]  # ceil(end * spe): the first step of the next cycle
+    for step in steps:
+        assert s(step / spe) > s((step - 1) / spe)  # the lr jumps back up exactly there
+    assert SGDR(peak=0.1, total=7, T_0=1, T_mult=2).cycle_ends() == [1, 3, 7]
+
+
+def test_sgdr_cycle_decay_scales_peaks():
+    s = SGDR(peak=0.1, total=40, T_0=5, T_mult=1, cycle_decay=0.5)
+    assert [s(t) for t in (0, 5, 10)] == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_snapshot_cycles_are_equal_sgdr_cycles():
+    s = snapshot_cycles(peak=0.2, total=60, cycles=3)
+    assert (s.T_0, s.T_mult) == (20, 1)
+    assert s.cycle_ends() == [20, 40, 60]
+    assert snapshot_cycles(peak=0.1, total=200, cycles=5).cycle_ends() == [40, 80, 120, 160, 200]
+
+
+def test_cosine_equals_torch_cosine_annealing():
+    spe, epochs = 11, 9
+    expected = drive(lambda o: torch_lr.CosineAnnealingLR(o, T_max=epochs * spe, eta_min=1e-3), epochs * spe)
+    assert_same(ours(Cosine(peak=0.1, total=epochs, lr_min=1e-3), spe, epochs * spe), expected)
+    assert Cosine(peak=0.1, total=epochs).cycle_ends() == []
+
+
+def test_step_and_exp_equal_torch():
+    spe, epochs = 9, 30
+    expected = drive(lambda o: torch_lr.StepLR(o, step_size=7 * spe, gamma=0.5), epochs * spe)
+    assert_same(ours(Step(peak=0.1, total=epochs, step_size=7, gamma=0.5), spe, epochs * spe), expected)
+    # ExponentialLR multiplies every step by gamma: our exp(-k t) with gamma = exp(-k / spe)
+    expected = drive(lambda o: torch_lr.ExponentialLR(o, gamma=math.exp(-0.1 / spe)), epochs * spe)
+    assert_same(ours(Exponential(peak=0.1, total=epochs, k=0.1), spe, epochs * spe), expected)
+    assert Exponential(peak=0.1, total=60, k=0.1)(10) == pytest.approx(0.1 * math.exp(-1))  # the Keras baseline
+
+
+def test_multistep_equals_torch_with_fractions_and_epochs():
+    spe, epochs = 10, 40
+    expected = drive(lambda o: torch_lr.MultiStepLR(o, milestones=[20 * spe, 30 * spe], gamma=0.1), epochs * spe)
+    assert_same(ours(MultiStep(peak=0.1, total=epochs, milestones=(0.5, 0.75)), spe, epochs * spe), expected)
+    assert_same(ours(MultiStep(peak=0.1, total=epochs, milestones=(20, 30)), spe, epochs * spe), expected)
+
+
+@pytest.mark.parametrize("mode, gamma", [("triangular", 1.0), ("triangular2", 1.0), ("exp_range", 0.9)])
+def test_cyclic_equals_torch_cyclic_lr(mode, gamma):
+    spe, epochs, step_size = 12, 20, 3
+    # gamma is per epoch here, per iteration in torch
+    expected = drive(lambda o: torch_lr.CyclicLR(o, base_lr=1e-3, max_lr=0.1, step_size_up=step_size * spe, mode=mode,
+                                                 gamma=gamma ** (1 / spe), cycle_momentum=False), epochs * spe)
+    schedule = Cyclic(peak=0.1, total=epochs, lr_min=1e-3, step_size=step_size, mode=mode, gamma=gamma)
+    assert_same(ours(schedule, spe, epochs * spe), expected)
+    assert schedule.cycle_ends() == [6, 12, 18]
+
+
+def test_onecycle_equals_torch_one_cycle_lr():
+    spe, epochs = 10, 12
+    n = spe * epochs
+    # torch reaches the final lr at its last step (n - 1); ours at the end of training (time n / spe).
+    # OneCycleLR over n + 1 steps with pct_start shifted accordingly is the same function on steps 0..n-1.
+    pct = (0.3 * n + 1) / (n + 1)
+    expected = drive(lambda o: torch_lr.OneCycleLR(o, max_lr=0.1, total_steps=n + 1, pct_start=pct,
+                                                   cycle_momentum=False), n)
+    assert_same(ours(OneCycle(peak=0.1, total=epochs), spe, n), expected)
+    schedule = OneCycle(peak=0.1, total=epochs)
+    assert schedule(0) == pytest.approx(0.1 / 25) and schedule(0.3 * epochs) == pytest.approx(0.1)
+    assert schedule(epochs) == pytest.approx(0.1 / 25 / 1e4)
+
+
+def test_constant():
+    assert ours(Constant(peak=0.1, total=3), 4, 12) == [0.1] * 12
+
+
+@pytest.mark.parametrize("warmup", [LinearWarmup(epochs=3), LinearWarmup(epochs=None, steps=30, start_lr=0.01),
+                                    ExponentialWarmup(epochs=3, start_lr=1e-4)])
+def test_warmup_composes_and_hands_over_continuously(warmup):
+    spe = 10
+    plan = LrPlan(schedule=lambda peak, total: Cosine(peak=peak, total=total, lr_min=0.0), warmup=warmup, epochs=13)
+    schedule = plan.build(peak=0.1, clock=Clock(spe))
+    assert schedule(0) == pytest.approx(warmup.start_lr)
+    assert schedule(3 - 1e-9) == pytest.approx(0.1, rel=1e-6) and schedule(3) == pytest.approx(0.1)
+    lrs = [schedule(s / spe) for s in range(13 * spe)]
+    assert all(b >= a for a, b in zip(lrs[:30], lrs[1:31]))  # rises to the hand-over
+    # after the warmup the cosine runs on its own clock, over the 10 remaining epochs
+    assert schedule(8) == pytest.approx(Cosine(peak=0.1, total=10)(5))
+    assert schedule(13) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_warmup_shifts_cycle_ends_and_composes_with_every_schedule():
+    plan = LrPlan(schedule=lambda peak, total: SGDR(peak=peak, total=total, T_0=1, T_mult=2),
+                  warmup=LinearWarmup(epochs=2), epochs=9)
+    assert plan.build(0.1, Clock(5)).cycle_ends() == [3, 5, 9]
+    for factory in (Constant, Step, MultiStep, Exponential, Cosine, SGDR, Cyclic, OneCycle, AdaptiveSGDR):
+        schedule = LrPlan(schedule=factory, warmup=LinearWarmup(epochs=1), epochs=10).build(0.1, Clock(4))
+        assert schedule(0) == 0.0 and schedule(1) == pytest.approx(factory(peak=0.1, total=9)(0))
+
+
+def test_warmup_as_long_as_training_is_rejected():
+    for warmup in (LinearWarmup(epochs=10), LinearWarmup(epochs=None, steps=50)):
+        with pytest.raises(ConfigError, match="warmup"):
+            LrPlan(schedule=Cosine, warmup=warmup, epochs=10).build(0.1, Clock(5))
+    assert LrPlan(schedule=Cosine, warmup=NoWarmup(), epochs=10).build(0.1, Clock(5))(0) == 0.1
+
+
+def test_swa_switch_anneals_to_swa_lr_and_drops_later_cycles():
+    plan = LrPlan(schedule=lambda peak, total: SGDR(peak=peak, total=total, T_0=2, T_mult=1), epochs=10,
+                  switch=LrSwitch(start=6, lr=0.05, anneal_epochs=2))
+    s = plan.build(0.1, Clock(4))
+    assert s(5) == pytest.approx(SGDR(peak=0.1, total=10, T_0=2)(5))
+    assert s(6) == pytest.approx(0.1) and s(7) == pytest.approx(0.075) and s(8) == s(9.5) == pytest.approx(0.05)
+    assert s.cycle_ends() == [2, 4, 6]
+
+
+def test_adaptive_sgdr_holds_until_trigger_then_compresses_restart_peaks():
+    s = AdaptiveSGDR(peak=0.1, total=30, T_0=2, T_mult=1, lr_min=0.0, trigger_val_acc=0.8, compression=4)
+    for epoch, acc in [(1, 0.5), (2, 0.7)]:
+        s.observe(epoch, acc)
+        assert s(epoch + 0.5) == 0.1 and s.cycle_ends() == []
+    s.observe(3, 0.85)  # triggers: SGDR starts at epoch 3
+    assert s.state["triggered_at"] == 3 and s.cycle_ends()[:2] == [5, 7]
+    assert s(3) == pytest.approx(0.1) and s(4) == pytest.approx(0.05)
+    s.observe(4, 0.86)  # improved mid-cycle at lr 0.05: next peak = max(0.1 / 4, 0.05)
+    assert s.state["next_peak"] == pytest.approx(0.05)
+    s.observe(5, 0.87)  # improved at the cycle end, where the lr reached 0: next peak = 0.1 / 4
+    assert s.state["next_peak"] == pytest.approx(0.025)
+    assert s(5) == pytest.approx(0.025) and s(6) == pytest.approx(0.0125)  # the restart uses it
+    s.observe(6, 0.80)  # no improvement: nothing changes
+    assert s.state["next_peak"] == pytest.approx(0.025) and s.state["peaks"] == [0.1, 0.025]
+    restored = AdaptiveSGDR(peak=0.1, total=30, T_0=2, T_mult=1, lr_min=0.0, trigger_val_acc=0.8, compression=4)
+    restored.load_state_dict(s.state_dict())
+    assert [restored(t / 4) for t in range(120)] == [s(t / 4) for t in range(120)]
+
+
+def test_adaptive_sgdr_compression_1_is_plain_sgdr():
+    s = AdaptiveSGDR(peak=0.1, total=30, T_0=2, T_mult=2, lr_min=1e-4, trigger_val_acc=0.0, compression=1)
+    plain = SGDR(peak=0.1, total=30, T_0=2, T_mult=2, lr_min=1e-4)
+    for epoch in range(0, 30):
+        s.observe(epoch, 0.1 + epoch / 100)  # improves every epoch
+        assert s(epoch + 0.5) == pytest.approx(plain(epoch + 0.5))
+
+
+def test_scheduler_state_roundtrip_keeps_adaptive_state():
+    s = AdaptiveSGDR(peak=0.1, total=30, trigger_val_acc=0.5)
+    optimizer = torch.optim.SGD([torch.zeros(1)], lr=0.1)
+    scheduler = ScheduleLR(optimizer, s, Clock(10))
+    s.observe(2, 0.9)
+    state = scheduler.state_dict()
+    assert state["schedule"]["triggered_at"] == 2 and state["lr_lambdas"] == [None]
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # plain values only, as checkpoints require
+    fresh = AdaptiveSGDR(peak=0.1, total=30, trigger_val_acc=0.5)
+    ScheduleLR(torch.optim.SGD([torch.zeros(1)], lr=0.1), fresh, Clock(10)).load_state_dict(state)
+    assert fresh.state == s.state
+
+
+@pytest.mark.parametrize("factory, kwargs, key", [
+    (SGDR, {"T_0": 0}, "schedule.T_0"), (SGDR, {"T_0": -1}, "schedule.T_0"), (SGDR, {"T_mult": 0.5}, "schedule.T_mult"),
+    (SGDR, {"lr_min": -1e-3}, "schedule.lr_min"), (SGDR, {"lr_min": 0.5}, "schedule.lr_min"),
+    (Cosine, {"lr_min": 1.0}, "schedule.lr_min"), (Step, {"step_size": 0}, "schedule.step_size"),
+    (Step, {"gamma": 0}, "schedule.gamma"), (Step, {"gamma": 1.5}, "schedule.gamma"),
+    (MultiStep, {"milestones": (5, 50)}, "schedule.milestones"), (MultiStep, {"milestones": (30, 10)}, "schedule.milestones"),
+    (MultiStep, {"gamma": -0.1}, "schedule.gamma"), (Exponential, {"k": -0.1}, "schedule.k"),
+    (Cyclic, {"step_size": 0}, "schedule.step_size"), (Cyclic, {"mode": "sawtooth"}, "schedule.mode"),
+    (Cyclic, {"gamma": 0}, "schedule.gamma"), (OneCycle, {"pct_start": 1.0}, "schedule.pct_start"),
+    (Cosine, {"interval": "batch"}, "schedule.interval"), (AdaptiveSGDR, {"compression": 0.5}, "schedule.compression"),
+    (snapshot_cycles, {"cycles": 0}, "schedule.cycles"), (snapshot_cycles, {"cycles": 41}, "schedule.cycles"),
+])
+def test_invalid_schedule_settings_are_rejected_naming_the_key(factory, kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        factory(peak=0.1, total=40, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, key", [({"epochs": 0}, "warmup.epochs"), ({"epochs": None, "steps": -5}, "warmup.steps"),
+                                         ({"epochs": 2, "steps": 10}, "warmup.epochs/warmup.steps"),
+                                         ({"start_lr": -1.0}, "warmup.start_lr")])
+def test_invalid_warmup_settings_are_rejected(kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        LinearWarmup(**kwargs)
+    with pytest.raises(ConfigError, match="warmup.start_lr"):
+        ExponentialWarmup(start_lr=0.0)

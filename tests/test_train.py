@@ -1,0 +1,78 @@
+"""End-to-end runs: the real CLI and the run function, on the real subset and on generated data."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from anneal.run import run
+from anneal.schedules import SGDR
+from conftest import FAST, compose_config, run_cli
+
+RESULT_KEYS = {"test/acc", "test/loss", "epochs", "steps", "wall_seconds", "data", "schedule"}
+
+
+def test_lenet_two_epochs_on_the_real_subset(subset_root, tmp_path):
+    cfg = compose_config(f"data.root={subset_root}", "trainer.max_epochs=2", *FAST, output_dir=tmp_path)
+    accuracy = run(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert RESULT_KEYS <= set(results) and results["data"] == "CIFAR-10"
+    assert accuracy == results["test/acc"] > 0.2  # chance is 0.1
+    assert results["epochs"] == 2 and results["steps"] == 2 * 41
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "lr_schedule.png").is_file() and (tmp_path / "csv" / "metrics.csv").is_file()
+
+
+def test_cli_run_with_wandb_and_no_key_leaves_an_offline_run(tmp_path):
+    env = {"HOME": str(tmp_path), "WANDB_API_KEY": None, "WANDB_MODE": None}  # no key anywhere
+    out = tmp_path / "run"
+    done = run_cli("data=synthetic", "data.train_size=600", "data.test_size=200", "trainer.max_epochs=1", "logger=wandb",
+                   f"hydra.run.dir={out}", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SYNTHETIC" in (out / "train.log").read_text()
+    offline_runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
+    results = json.loads((out / "results.json").read_text())
+    assert "SYNTHETIC" in results["data"] and RESULT_KEYS <= set(results)
+
+
+def test_lr_logged_every_step_equals_the_schedule(tmp_path):
+    cfg = compose_config("data=synthetic", "data.train_size=640", "data.test_size=100", "data.batch_size=64",
+                         "schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=2", "optimizer.lr=0.1",
+                         "trainer.max_epochs=3", "trainer.log_every_n_steps=1", *FAST, output_dir=tmp_path)
+    run(cfg)
+    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("lr-SGD")]
+    assert len(rows) == 30  # every optimizer step
+    schedule = SGDR(peak=0.1, total=3, T_0=1, T_mult=2, lr_min=1e-5)
+    for row in rows:
+        step = int(row["step"])
+        assert float(row["lr-SGD"]) == pytest.approx(schedule(step / 10), rel=1e-6)
+    lrs = [float(r["lr-SGD"]) for r in rows]
+    assert lrs[10] == pytest.approx(0.1) and lrs[9] < 0.01  # the restart at epoch 1
+
+
+def test_wrn_fast_dev_run(tmp_path):
+    cfg = compose_config("data=synthetic", "data.train_size=64", "data.test_size=32", "data.batch_size=16",
+                         "model=wrn", "model.depth=16", "model.widen_factor=4", "++trainer.fast_dev_run=1", *FAST,
+                         output_dir=tmp_path)
+    assert 0 <= run(cfg) <= 1
+
+
+def test_resume_from_last_checkpoint_continues_training(tmp_path):
+    common = ["data=synthetic", "data.train_size=256", "data.test_size=64", *FAST]
+    run(compose_config(*common, "trainer.max_epochs=2", output_dir=tmp_path))
+    run(compose_config(*common, "trainer.max_epochs=3", "ckpt_path=last", output_dir=tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["epochs"] == 3 and results["steps"] == 3 * 2
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    done = run_cli("data=synthetic", "data.train_size=512", "data.test_size=128", "trainer=ddp", "trainer.accelerator=cpu",
+                   "trainer.max_epochs=2", "averaging=swa", "averaging.swa_start=1", *FAST, f"hydra.run.dir={out}",
+                   timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 2 * 2  # 512 images / 2 ranks / 128 per batch
+    assert results["swa/n_averaged"] >= 1
