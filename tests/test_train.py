@@ -70,9 +70,13 @@ def test_resume_from_last_checkpoint_continues_training(tmp_path):
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     done = run_cli("data=synthetic", "data.train_size=512", "data.test_size=128", "trainer=ddp", "trainer.accelerator=cpu",
-                   "trainer.max_epochs=2", "averaging=swa", "averaging.swa_start=1", *FAST, f"hydra.run.dir={out}",
-                   timeout=600)
+                   "trainer.max_epochs=2", "schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=1", "ensemble=snapshot",
+                   "averaging=swa", "averaging.swa_start=1", *FAST, f"hydra.run.dir={out}", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 2 * 2  # 512 images / 2 ranks / 128 per batch
-    assert results["swa/n_averaged"] >= 1
+    assert results["swa/n_averaged"] == 3  # after steps 2, 3, 4
+    assert results["swa/identical_on_ranks"] is True  # all-gathered from both processes
+    assert results["swa/bn_update_images"] == 512  # the BN pass saw the whole training set, not a shard
+    assert [s["step"] for s in results["snapshots"]] == [2, 4]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["snapshot_01_epoch1.pt", "snapshot_02_epoch2.pt"]

@@ -188,7 +188,20 @@ class Batches:
         self.shuffle, self.augment, self.seed = shuffle, augment, seed
         self.rank, self.world_size = rank, world_size
         self.per_rank = len(images) // world_size
-        self.epoch, self.position, self._resume = -1, 0, False
+        self.epoch, self.position = -1, 0
+        self._resume = self._epoch_given = False
+
+    batch_sampler = None  # with `sampler`, what Lightning's DataLoader checks read (not a RandomSampler: no shuffle warning)
+
+    @property
+    def sampler(self) -> "Batches":
+        return self  # Lightning calls loader.sampler.set_epoch(epoch), as for a DistributedSampler
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose order and crops the next pass uses (Lightning's count, also after a resume)."""
+        if self._resume and epoch == self.epoch:
+            return  # resuming mid-epoch: keep the restored position
+        self.epoch, self.position, self._resume, self._epoch_given = epoch, 0, False, True
 
     def __len__(self) -> int:
         return math.ceil(self.per_rank / self.batch_size)
@@ -205,9 +218,9 @@ class Batches:
         return order[mine].to(device), shifts[mine].to(device), flips[mine].to(device)
 
     def __iter__(self):
-        if not self._resume:
+        if not (self._resume or self._epoch_given):  # used outside Lightning: count epochs here
             self.epoch, self.position = self.epoch + 1, 0
-        self._resume = False
+        self._resume = self._epoch_given = False
         order, shifts, flips = self._plan(self.epoch)
         for b in range(self.position, len(self)):
             part = slice(b * self.batch_size, (b + 1) * self.batch_size)

@@ -95,7 +95,7 @@ def evaluate_run_dir(run_dir: Path, data_root: str | None = None, device: str = 
 
     from anneal.run import build_network
 
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg = OmegaConf.load(run_dir / "config.yaml")  # resolved, written by every training run
     if data_root:
         cfg.data.root = data_root
     results_path = run_dir / "results.json"

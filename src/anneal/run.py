@@ -21,7 +21,7 @@ from anneal.callbacks import LrSchedulePlot, ValAccFeedback
 from anneal.errors import ConfigError, require
 from anneal.module import Classifier
 from anneal.schedules import Clock, LrPlan, Schedule
-from anneal.storage import save_json
+from anneal.storage import save_json, save_text
 
 log = logging.getLogger("anneal")
 MODES = ("train", "preview", "lr_find")
@@ -95,6 +95,8 @@ def run(cfg: DictConfig) -> float | None:
     epochs = cfg.trainer.max_epochs
     require(isinstance(epochs, int) and epochs >= 1, "trainer.max_epochs", epochs, "must be an integer >= 1")
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.mode == "train":  # the resolved config: what `python -m anneal.ensemble` and the notebook rebuild from
+        save_text(OmegaConf.to_yaml(cfg, resolve=True), Path(cfg.output_dir) / "config.yaml")
 
     datamodule = instantiate(cfg.data)
     network, compile_ = build_network(cfg.model)

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from anneal.errors import ConfigError, require
@@ -82,9 +83,15 @@ class WeightAverage(L.Callback):
             log.warning("averaging=%s: no weights were averaged (start at epoch %g)", p, self.start_epochs)
             return {f"{p}/n_averaged": 0}
         network, device = self.average.module, module.device
-        if self.bn_update:
-            update_bn(datamodule.batches("train"), network, device=device)
         results: dict = {f"{p}/n_averaged": n}
+        if self.bn_update:
+            train = datamodule.batches("train")  # unsharded: every rank sees the whole training set
+            update_bn(train, network, device=device)
+            results[f"{p}/bn_update_images"] = len(train.images)
+        if trainer.world_size > 1:  # DDP keeps the replicas equal, so their averages must be equal too
+            sums = torch.stack([t.double().sum() for t in network.state_dict().values()])
+            gathered = trainer.strategy.all_gather(sums)
+            results[f"{p}/identical_on_ranks"] = bool((gathered == gathered[0]).all())
         for split in [s for s in ("val", "test") if s in datamodule.splits]:
             metrics = classification_metrics(*predict(network, datamodule.batches(split), device))
             results |= {f"{p}/{split}/acc": metrics["acc"], f"{p}/{split}/loss": metrics["nll"]}

@@ -1,0 +1,240 @@
+"""Snapshot, SWA and EMA callbacks: invariants on a tiny network trained for real."""
+
+import json
+from functools import partial
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from anneal.callbacks import EMA, SWA, SnapshotEnsemble
+from anneal.data import Synthetic
+from anneal.ensemble import ensemble_rows, evaluate_run_dir
+from anneal.errors import ConfigError
+from anneal.evaluation import classification_metrics
+from anneal.module import Classifier
+from anneal.run import run
+from anneal.schedules import SGDR, Clock, Cosine, Cyclic, LrPlan
+from anneal.storage import load_tensors
+from conftest import FAST, compose_config
+
+SPE = 8  # 256 training images / 32 per batch
+
+
+class TinyBN(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(32, 10))
+
+
+class RecordWeights(L.Callback):
+    """The network's weights after every optimizer step, by global step."""
+
+    def __init__(self):
+        self.after_step = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.after_step[trainer.global_step] = {k: v.clone() for k, v in pl_module.network.state_dict().items()}
+
+
+def fit(tmp_path, callbacks, schedule=partial(SGDR, T_0=1, T_mult=2), epochs=7, network=None, ckpt_path=None,
+        stop_after=None, **plan):
+    L.seed_everything(0)
+    data = Synthetic(train_size=256, test_size=64, batch_size=32, seed=0)
+    module = Classifier(network or TinyBN(), partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+                        LrPlan(schedule=schedule, epochs=epochs, **plan))
+    trainer = L.Trainer(max_epochs=stop_after or epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path, callbacks=callbacks, enable_checkpointing=ckpt_path is not None or
+                        any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks))
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    return trainer, module, data
+
+
+def mean_of(states, key):
+    return torch.stack([s[key] for s in states]).mean(0)
+
+
+def test_swa_is_the_mean_of_the_weights_at_exactly_the_averaging_steps(tmp_path):
+    record, swa = RecordWeights(), SWA(swa_start=3, swa_freq=5, epochs=7)
+    fit(tmp_path, [swa, record])
+    steps = list(range(3 * SPE, 7 * SPE + 1, 5))
+    assert int(swa.average.n_averaged) == len(steps)
+    averaged = dict(swa.average.module.named_parameters())
+    error, shifted_error = 0.0, 0.0
+    for key in averaged:
+        expected = mean_of([record.after_step[s] for s in steps], key)
+        shifted = mean_of([record.after_step[s - 1] for s in steps], key)  # the steps just before: a control
+        error = max(error, (averaged[key].detach() - expected).abs().max().item())
+        shifted_error = max(shifted_error, (averaged[key].detach() - shifted).abs().max().item())
+    assert error < 1e-6 < 1e-4 < shifted_error
+
+
+def test_swa_cycle_mode_averages_exactly_at_the_cycle_ends(tmp_path):
+    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="cycle", epochs=7)
+    fit(tmp_path, [swa, record])
+    ends = [1 * SPE, 3 * SPE, 7 * SPE]  # T_0 = 1, T_mult = 2
+    assert int(swa.average.n_averaged) == 3
+    for key, value in swa.average.module.named_parameters():
+        torch.testing.assert_close(value.detach(), mean_of([record.after_step[s] for s in ends], key))
+
+
+def test_bn_statistics_after_the_update_equal_a_fresh_full_pass(tmp_path):
+    swa = SWA(swa_start=0.5, epochs=4)
+    trainer, module, data = fit(tmp_path, [swa], epochs=4)
+    results = swa.evaluate(trainer, module, data)
+    network = swa.average.module
+    bn = network[1]
+    images = data.batches("train").images
+    assert results["swa/bn_update_images"] == len(images) == 256
+    captured = []
+    hook = bn.register_forward_hook(lambda m, inputs, out: captured.append(inputs[0]))
+    network.eval()
+    with torch.no_grad():
+        for x, _ in data.batches("train", batch_size=10_000):  # the whole set, not augmented
+            network(x)
+    hook.remove()
+    features = torch.cat(captured).transpose(0, 1).flatten(1)  # channels x (images * pixels)
+    torch.testing.assert_close(bn.running_mean, features.mean(1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, features.var(1), rtol=1e-4, atol=1e-5)
+    assert results["swa/test/acc"] == pytest.approx(
+        classification_metrics(*_predict(network, data))["acc"])
+    assert torch.equal(load_tensors(tmp_path / "swa.pt")["1.running_mean"], bn.running_mean)
+
+
+def _predict(network, data):
+    from anneal.evaluation import predict
+
+    return predict(network, data.batches("test"), torch.device("cpu"))
+
+
+def test_swa_lr_switch_is_part_of_the_schedule(tmp_path):
+    swa = SWA(swa_start=4, swa_lr=0.01, anneal_epochs=1, epochs=6)
+    trainer, _, _ = fit(tmp_path, [swa], schedule=partial(Cosine), epochs=6, switch=swa.lr_switch())
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.schedule(3.9) == pytest.approx(Cosine(peak=0.05, total=6)(3.9))
+    assert scheduler.schedule(5) == scheduler.schedule(6) == pytest.approx(0.01)
+
+
+def test_ema_follows_the_exponential_recursion(tmp_path):
+    record, ema = RecordWeights(), EMA(decay=0.9, every_n_steps=2, start=1, epochs=3)
+    fit(tmp_path, [ema, record], epochs=3)
+    steps = [s for s in range(SPE, 3 * SPE + 1) if s % 2 == 0]
+    assert int(ema.average.n_averaged) == len(steps)
+    for key, value in ema.average.module.state_dict().items():
+        if not value.is_floating_point():
+            continue
+        expected = record.after_step[steps[0]][key]
+        for s in steps[1:]:
+            expected = 0.9 * expected + 0.1 * record.after_step[s][key]
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_snapshots_at_irregular_cycle_ends(tmp_path):
+    record, snapshots = RecordWeights(), SnapshotEnsemble()
+    trainer, module, data = fit(tmp_path, [snapshots, record])
+    assert [s["epoch"] for s in snapshots.snapshots] == [1, 3, 7]
+    assert [s["step"] for s in snapshots.snapshots] == [SPE, 3 * SPE, 7 * SPE]
+    for s in snapshots.snapshots:
+        saved = load_tensors(tmp_path / s["file"])
+        assert all(torch.equal(saved[k], record.after_step[s["step"]][k]) for k in saved)
+    assert not list((tmp_path / "snapshots").glob(".*tmp"))  # no temporary files left behind
+    results = snapshots.evaluate(trainer, module, data)
+    assert [r["members"] for r in results["ensemble"]] == [1, 2, 3]
+    assert all(0 <= s["test/acc"] <= 1 for s in results["snapshots"])
+    for name in ("ensemble.csv", "ensemble.md", "ensemble.png"):
+        assert (tmp_path / name).is_file()
+
+
+def test_include_final_and_max_members(tmp_path):
+    snapshots = SnapshotEnsemble(include_final=True, max_members=2)
+    trainer, module, data = fit(tmp_path, [snapshots], epochs=5)  # cycle ends 1, 3; stops mid-cycle at 5
+    assert [s["epoch"] for s in snapshots.snapshots] == [1, 3, 5]
+    results = snapshots.evaluate(trainer, module, data)
+    assert [r["members"] for r in results["ensemble"]] == [1, 2]  # the newest two
+    assert results["snapshots"][0]["test/acc"] is None and results["snapshots"][2]["test/acc"] is not None
+
+
+def test_ensemble_probabilities_are_the_mean_of_the_members():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 10, (500,))
+    probs = [torch.rand(500, 10).softmax(-1) for _ in range(3)]
+    rows = ensemble_rows(probs, labels, [1.0, 3.0, 7.0])
+    for i, row in enumerate(rows, start=1):
+        mean = torch.stack(probs[-i:]).mean(0)  # the newest i
+        assert row["ensemble/acc"] == pytest.approx((mean.argmax(1) == labels).float().mean().item())
+        assert row["ensemble/nll"] == pytest.approx(-mean[torch.arange(500), labels].log().mean().item(), rel=1e-5)
+        assert row["single/acc"] == pytest.approx((probs[i - 1].argmax(1) == labels).float().mean().item())
+
+
+def test_callback_state_resumes_exactly_from_a_checkpoint(tmp_path):
+    def callbacks(run_dir):
+        return [SWA(swa_start=1, swa_freq=3, epochs=7), SnapshotEnsemble(),
+                L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)]
+
+    reference = callbacks(tmp_path / "a")
+    _, reference_module, _ = fit(tmp_path / "a", reference)
+    interrupted = callbacks(tmp_path / "b")
+    fit(tmp_path / "b", interrupted, stop_after=4)  # the 7-epoch run, stopped after epoch 4
+    assert [s["epoch"] for s in interrupted[1].snapshots] == [1, 3]
+    resumed = callbacks(tmp_path / "b")
+    _, resumed_module, _ = fit(tmp_path / "b", resumed, ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
+    assert resumed[1].snapshots == [{**s, "file": s["file"]} for s in reference[1].snapshots]
+    for (key, value), expected in zip(resumed[0].average.state_dict().items(), reference[0].average.state_dict().values()):
+        assert torch.equal(value, expected), key
+    for (key, value), expected in zip(resumed_module.network.state_dict().items(),
+                                      reference_module.network.state_dict().values()):
+        assert torch.equal(value, expected), key
+
+
+@pytest.mark.parametrize("make, key", [
+    (lambda: SWA(swa_start=-1, epochs=10), "averaging.swa_start"),
+    (lambda: SWA(swa_start=10, epochs=10), "averaging.swa_start"),
+    (lambda: SWA(swa_start=12, epochs=10), "averaging.swa_start"),
+    (lambda: SWA(swa_freq=0, epochs=10), "averaging.swa_freq"),
+    (lambda: SWA(swa_freq="epoch", epochs=10), "averaging.swa_freq"),
+    (lambda: SWA(swa_lr=-0.1, epochs=10), "averaging.swa_lr"),
+    (lambda: SWA(swa_freq="cycle", swa_lr=0.05, epochs=10), "averaging.swa_freq"),
+    (lambda: EMA(decay=1.0, epochs=10), "averaging.decay"),
+    (lambda: EMA(decay=0.0, epochs=10), "averaging.decay"),
+    (lambda: EMA(every_n_steps=0, epochs=10), "averaging.every_n_steps"),
+    (lambda: SnapshotEnsemble(max_members=0), "ensemble.max_members"),
+])
+def test_invalid_averaging_and_ensemble_settings(make, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        make()
+
+
+@pytest.mark.parametrize("callback", [SnapshotEnsemble(), SWA(swa_freq="cycle", epochs=10)])
+def test_cycle_callbacks_need_a_schedule_with_cycles(callback):
+    for schedule in (partial(Cosine), partial(Cyclic, step_size=20)):  # no cycle end within 10 epochs
+        with pytest.raises(ConfigError, match="cycle"):
+            callback.check(LrPlan(schedule=schedule, epochs=10).build(0.1, Clock(5)), Clock(5))
+    callback.check(LrPlan(schedule=partial(SGDR, T_0=2), epochs=10).build(0.1, Clock(5)), Clock(5))
+
+
+def test_snapshot_and_swa_run_on_the_real_subset(subset_root, tmp_path):
+    cfg = compose_config(f"data.root={subset_root}", "schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=2",
+                         "trainer.max_epochs=3", "ensemble=snapshot", "averaging=swa", "averaging.swa_freq=cycle",
+                         "averaging.swa_start=0", *FAST, output_dir=tmp_path)
+    run(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {"snapshots", "ensemble", "swa/test/acc", "swa/test/loss", "swa/n_averaged"} <= set(results)
+    assert [s["epoch"] for s in results["snapshots"]] == [1, 3] and results["swa/n_averaged"] == 2
+    assert {"members", "test/acc", "test/nll", "test/ece"} <= set(results["ensemble"][-1])
+    for name in ("ensemble.csv", "ensemble.md", "ensemble.png", "swa.pt", "snapshots/snapshot_01_epoch1.pt"):
+        assert (tmp_path / name).is_file(), name
+    # the ensemble table can be recomputed later from the run directory alone
+    before = results["ensemble"]
+    (tmp_path / "ensemble.csv").unlink()
+    rows = evaluate_run_dir(tmp_path)
+    assert [r["ensemble/acc"] for r in rows] == pytest.approx([e["test/acc"] for e in before])
+    assert (tmp_path / "ensemble.csv").is_file()
+
+
+def test_snapshot_ensemble_without_cycles_is_rejected_before_training(tmp_path):
+    cfg = compose_config("data=synthetic", "data.train_size=100", "schedule=cosine", "ensemble=snapshot", *FAST,
+                         output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="ensemble=snapshot needs a schedule with cycles"):
+        run(cfg)
+    assert not (tmp_path / "checkpoints").exists()
