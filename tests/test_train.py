@@ -80,3 +80,25 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert results["swa/bn_update_images"] == 512  # the BN pass saw the whole training set, not a shard
     assert [s["step"] for s in results["snapshots"]] == [2, 4]
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["snapshot_01_epoch1.pt", "snapshot_02_epoch2.pt"]
+
+
+def test_adaptive_sgdr_end_to_end_logs_the_lr_its_checkpointed_state_implies(tmp_path):
+    import torch
+
+    from anneal.schedules import AdaptiveSGDR
+
+    cfg = compose_config("data=synthetic", "data.train_size=640", "data.test_size=100", "data.val_size=128",
+                         "data.batch_size=64", "schedule=adaptive_sgdr", "schedule.trigger_val_acc=0.15",
+                         "schedule.T_0=1", "schedule.T_mult=1", "schedule.compression=2", "optimizer.lr=0.1",
+                         "trainer.max_epochs=6", "trainer.log_every_n_steps=1", *FAST, output_dir=tmp_path)
+    run(cfg)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["lr_schedulers"][0]["schedule"]
+    assert state["triggered_at"] is not None and len(state["peaks"]) >= 2
+    assert all(b <= a for a, b in zip(state["peaks"], state["peaks"][1:]))  # restart peaks only decay
+    schedule = AdaptiveSGDR(peak=0.1, total=6, T_0=1, T_mult=1, lr_min=1e-4, trigger_val_acc=0.15, compression=2)
+    schedule.load_state_dict(state)
+    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("lr-SGD")]
+    assert len(rows) == 6 * 8
+    for row in rows:
+        assert float(row["lr-SGD"]) == pytest.approx(schedule(int(row["step"]) / 8), rel=1e-6), row["step"]
+    assert json.loads((tmp_path / "results.json").read_text())["val/acc"] > 0.1

@@ -12,12 +12,14 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from anneal.callbacks import LrSchedulePlot, ValAccFeedback
+from anneal.data import DataError
 from anneal.errors import ConfigError, require
 from anneal.module import Classifier
 from anneal.schedules import Clock, LrPlan, Schedule
@@ -25,6 +27,16 @@ from anneal.storage import save_json, save_text
 
 log = logging.getLogger("anneal")
 MODES = ("train", "preview", "lr_find")
+
+
+def instantiate(node, **kwargs):
+    """Hydra's instantiate, letting anneal's own errors (bad settings, unreadable data) through unwrapped."""
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (ConfigError, DataError)):
+            raise error.__cause__ from None
+        raise
 
 
 def build_network(model_cfg: DictConfig) -> tuple[nn.Module, bool]:
@@ -56,6 +68,8 @@ def steps_per_epoch_estimate(trainer: L.Trainer, datamodule) -> int:
 
 def preflight(trainer: L.Trainer, datamodule, module: Classifier, callbacks: list) -> tuple[Schedule, Clock]:
     """Build the run's lr function and check every setting that depends on it, before any training."""
+    lr = getattr(module.optimizer_factory, "keywords", {}).get("lr")
+    require(lr is None or lr > 0, "optimizer.lr", lr, "the peak learning rate must be > 0")
     clock = Clock(steps_per_epoch_estimate(trainer, datamodule))
     peak = module.optimizer_factory(params=module.parameters()).defaults["lr"]
     schedule = module.lr_plan.build(peak, clock)
@@ -129,6 +143,7 @@ def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers) -> fl
     started = time.perf_counter()
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, cfg.output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    validated = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     (tested,) = trainer.test(module, datamodule=datamodule, ckpt_path=None, verbose=False)
     results = {
         "data": datamodule.name, "model": type(module.plain_network).__name__, "seed": cfg.seed,
@@ -136,8 +151,7 @@ def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers) -> fl
         "test/acc": tested["test/acc"], "test/loss": tested["test/loss"],
         "epochs": trainer.current_epoch, "steps": trainer.global_step,
     }
-    if "val" in datamodule.splits and "val/acc" in trainer.callback_metrics:
-        results["val/acc"] = trainer.callback_metrics["val/acc"].item()
+    results |= validated  # the last validation's val/loss and val/acc, if there is a validation split
     for callback in callbacks:
         if hasattr(callback, "evaluate"):
             results |= callback.evaluate(trainer, module, datamodule)

@@ -1,0 +1,72 @@
+"""Every invalid setting is rejected before the first training step, naming the key and what is allowed."""
+
+import time
+
+import pytest
+
+from anneal.errors import ConfigError
+from anneal.run import run
+from conftest import FAST, compose_config, run_cli
+
+DATA = ["data=synthetic", "data.train_size=500", "data.test_size=100"]
+INVALID = [
+    (["schedule=sgdr", "schedule.T_0=0"], "schedule.T_0"),
+    (["schedule=sgdr", "schedule.T_0=-2"], "schedule.T_0"),
+    (["schedule=sgdr", "schedule.T_mult=0.5"], "schedule.T_mult"),
+    (["schedule=sgdr", "schedule.lr_min=-1e-3"], "schedule.lr_min"),
+    (["schedule=sgdr", "schedule.lr_min=0.5"], "schedule.lr_min"),  # above the peak optimizer.lr=0.05
+    (["schedule=sgdr", "schedule.cycle_decay=0"], "schedule.cycle_decay"),
+    (["warmup=linear", "warmup.epochs=30"], "warmup"),  # as long as training
+    (["warmup=linear", "warmup.epochs=40"], "warmup"),
+    (["warmup=linear", "warmup.epochs=null", "warmup.steps=100000"], "warmup"),
+    (["schedule=step", "schedule.step_size=0"], "schedule.step_size"),
+    (["schedule=step", "schedule.gamma=0"], "schedule.gamma"),
+    (["schedule=step", "schedule.gamma=1.0"], "schedule.gamma"),
+    (["schedule=multistep", "schedule.milestones=[10,50]"], "schedule.milestones"),
+    (["schedule=multistep", "schedule.milestones=[20,10]"], "schedule.milestones"),
+    (["schedule=exp", "schedule.k=-0.1"], "schedule.k"),
+    (["schedule=snapshot", "schedule.cycles=0"], "schedule.cycles"),
+    (["schedule=snapshot", "schedule.cycles=31"], "schedule.cycles"),  # more cycles than epochs
+    (["schedule=cyclic", "schedule.step_size=0"], "schedule.step_size"),
+    (["schedule=cyclic", "schedule.mode=sawtooth"], "schedule.mode"),
+    (["schedule.interval=batch"], "schedule.interval"),
+    (["schedule=adaptive_sgdr"], "data.val_size"),  # no validation split to watch
+    (["schedule=adaptive_sgdr", "data.val_size=100", "schedule.compression=0.5"], "schedule.compression"),
+    (["averaging=swa", "averaging.swa_start=-1"], "averaging.swa_start"),
+    (["averaging=swa", "averaging.swa_start=30"], "averaging.swa_start"),  # at the end of training
+    (["averaging=swa", "averaging.swa_freq=0"], "averaging.swa_freq"),
+    (["averaging=swa", "averaging.swa_lr=-0.05"], "averaging.swa_lr"),
+    (["averaging=swa", "averaging.swa_freq=cycle"], "averaging.swa_freq"),  # the default cosine has no cycles
+    (["averaging=ema", "averaging.decay=1.5"], "averaging.decay"),
+    (["averaging=ema", "averaging.every_n_steps=0"], "averaging.every_n_steps"),
+    (["ensemble=snapshot"], "ensemble=snapshot"),  # cosine: no cycles
+    (["schedule=sgdr", "ensemble=snapshot", "ensemble.max_members=0"], "ensemble.max_members"),
+    (["data.batch_size=0"], "data.batch_size"),
+    (["data.val_size=-1"], "data.val_size"),
+    (["data.val_size=500"], "data.val_size"),  # the whole training set
+    (["trainer.max_epochs=0"], "trainer.max_epochs"),
+    (["optimizer.lr=0"], "optimizer.lr"),
+    (["optimizer.lr=-0.1"], "optimizer.lr"),
+    (["model=wrn", "model.depth=20"], "model.depth"),
+    (["mode=fit"], "mode"),
+]
+
+
+@pytest.mark.parametrize("overrides, key", INVALID, ids=[" ".join(o) for o, _ in INVALID])
+def test_invalid_setting_is_rejected_before_training(overrides, key, tmp_path):
+    cfg = compose_config(*DATA, *overrides, *FAST, output_dir=tmp_path)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as error:
+        run(cfg)
+    assert time.perf_counter() - started < 5
+    assert "invalid" in str(error.value) or "needs" in str(error.value)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()
+
+
+def test_cli_reports_a_bad_setting_in_one_line_within_seconds(tmp_path):
+    started = time.perf_counter()
+    done = run_cli(*DATA, "schedule=sgdr", "schedule.T_mult=0.5", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    assert "anneal: error: schedule.T_mult=0.5 is invalid: must be >= 1" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.perf_counter() - started < 30  # mostly interpreter and library start-up
