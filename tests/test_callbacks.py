@@ -238,3 +238,17 @@ def test_snapshot_ensemble_without_cycles_is_rejected_before_training(tmp_path):
     with pytest.raises(ConfigError, match="ensemble=snapshot needs a schedule with cycles"):
         run(cfg)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_ensemble_and_swa_results_reach_an_offline_wandb_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = compose_config("data=synthetic", "data.train_size=256", "data.test_size=64", "schedule=snapshot",
+                         "schedule.cycles=2", "trainer.max_epochs=2", "ensemble=snapshot", "averaging=swa",
+                         "logger=wandb", "logger.mode=offline", "trainer.enable_progress_bar=false", output_dir=tmp_path)
+    run(cfg)
+    (offline_run,) = (tmp_path / "wandb").glob("offline-run-*")
+    media = [str(p.relative_to(offline_run)) for p in offline_run.rglob("*") if p.is_file()]
+    assert any("table/ensemble/table" in m and m.endswith(".table.json") for m in media)
+    assert any("images/ensemble/plot" in m for m in media) and any("images/lr_schedule" in m for m in media)
+    assert list(offline_run.glob("*.wandb"))  # the metrics (swa/test/acc, ...) are in the run's record

@@ -512,8 +512,8 @@ class ScheduleLR(LambdaLR):
         """Feed a validation accuracy measured now to the schedule, and apply what it changes to
         the lr of the coming step (already set when the last step ended)."""
         self.schedule.observe(self.clock.epochs(self.last_epoch), val_acc)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
+        for group, base_lr, factor in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas):
+            group["lr"] = base_lr * factor(self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def cycle_end_steps(self) -> list[int]:
