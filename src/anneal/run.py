@@ -122,9 +122,11 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.mode == "preview":
         return preview(cfg, module, datamodule)
 
-    loggers = [] if cfg.mode == "lr_find" else build_loggers(cfg)
+    loggers = build_loggers(cfg)
     callbacks = [c for c in (instantiate_optional(n) for n in cfg.callbacks.values()) if c is not None]
     callbacks += [c for c in (ensemble, averaging) if c is not None]
+    if cfg.mode == "lr_find":  # a range test, not a training run: no checkpoints, snapshots or averages
+        callbacks = []
     if not loggers:  # nothing to log the lr to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -1,0 +1,99 @@
+"""The LR range test (Smith 2017) on Lightning's LR finder: raise the lr every mini-batch from min_lr to
+max_lr (exponentially or linearly), record the smoothed loss, stop when it diverges.
+
+Suggestions: `lr_find/suggestion` is where the smoothed loss falls fastest against log(lr).
+`lr_find/range` follows Smith's rule for cyclical schedules: the upper end is where the smoothed loss
+stops falling (its minimum), the lower end where its final descent into that minimum begins."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.tuner import Tuner
+from omegaconf import DictConfig
+
+from anneal.storage import save_json
+
+log = logging.getLogger(__name__)
+
+
+def unbias(smoothed: list[float], beta: float = 0.98) -> list[float]:
+    """Lightning divides its running average by 1 - beta ** (step + 1) with the step count already
+    incremented, which halves the first points (2.30 -> 1.16); redo the division with the right count."""
+    return [loss * (1 - beta ** (k + 2)) / (1 - beta ** (k + 1)) for k, loss in enumerate(smoothed)]
+
+
+def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 10) -> float | None:
+    """The lr where the smoothed loss falls fastest per decade of lr, before its minimum. (Lightning's
+    suggestion differentiates against the lr itself, so noise among the tiny first lrs wins.)"""
+    best = min(range(len(losses)), key=losses.__getitem__)
+    if best - skip_begin < 2:
+        return None
+    window = slice(skip_begin, best + 1)
+    slopes = np.gradient(np.asarray(losses[window]), np.log10(lrs[window]))
+    return lrs[skip_begin + int(np.argmin(slopes))]
+
+
+def suggested_range(lrs: list[float], losses: list[float], fall: float = 0.1) -> tuple[float, float]:
+    """[lr where the final descent begins, lr at the minimum of the smoothed loss]: scanning back from the
+    minimum, the descent begins where the loss is `fall` of the way down from its plateau (the median
+    loss before the minimum), so noise at the start of the test does not move it."""
+    best = min(range(len(losses)), key=losses.__getitem__)
+    plateau = statistics.median(losses[: best + 1])
+    threshold = losses[best] + (1 - fall) * (plateau - losses[best])
+    start = best
+    while start > 0 and losses[start - 1] < threshold:
+        start -= 1
+    return lrs[start], lrs[best]
+
+
+def plot(lrs, losses, suggestion, lr_range, path: Path, title: str) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(lrs, losses, color="tab:blue", label="smoothed training loss")
+    ax.axvspan(*lr_range, color="tab:green", alpha=0.15, label=f"range [{lr_range[0]:.2g}, {lr_range[1]:.2g}]")
+    if suggestion is not None:
+        ax.axvline(suggestion, color="tab:red", ls="--", label=f"steepest descent: lr = {suggestion:.3g}")
+    ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="loss", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def lr_find(cfg: DictConfig, trainer: L.Trainer, module, datamodule) -> float | None:
+    settings = cfg.lr_find
+    finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=settings.min_lr, max_lr=settings.max_lr,
+                                    num_training=settings.num_training, mode=settings.mode,
+                                    early_stop_threshold=settings.early_stop_threshold, update_attr=False)
+    lrs, losses = finder.results["lr"], unbias(finder.results["loss"])
+    suggestion = steepest_descent(lrs, losses)
+    lr_range = suggested_range(lrs, losses)
+    out = Path(cfg.output_dir)
+    png = plot(lrs, losses, suggestion, lr_range, out / "lr_find.png",
+               f"LR range test: {len(lrs)} steps, {settings.mode}, {datamodule.name}")
+    results = {"lr_find/suggestion": suggestion, "lr_find/range": list(lr_range), "lr_find/steps": len(lrs),
+               "lr_find/mode": settings.mode, "data": datamodule.name}
+    if trainer.is_global_zero:
+        save_json(results, out / "results.json")
+        save_json({"lr": lrs, "smoothed_loss": losses}, out / "lr_find.json")
+    for logger in trainer.loggers:
+        logger.log_metrics({"lr_find/suggestion": suggestion or float("nan"), "lr_find/range_min": lr_range[0],
+                            "lr_find/range_max": lr_range[1]})
+        if isinstance(logger, WandbLogger):
+            logger.log_image("lr_find", images=[str(png)])
+    advice = "no steepest-descent point (too few steps)" if suggestion is None else \
+        f"steepest descent at lr = {suggestion:.3g}  ->  optimizer.lr={suggestion:.3g}"
+    message = (f"LR range test ({len(lrs)} steps): {advice}\n"
+               f"  range [{lr_range[0]:.3g}, {lr_range[1]:.3g}]  ->  schedule=cyclic schedule.lr_min={lr_range[0]:.3g} "
+               f"optimizer.lr={lr_range[1]:.3g}  or  schedule=sgdr optimizer.lr={lr_range[1]:.3g}\n  picture: {png}")
+    log.info(message)
+    print(message)
+    return suggestion
