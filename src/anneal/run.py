@@ -51,12 +51,16 @@ def instantiate_optional(node: DictConfig | None):
     return instantiate(node) if node and "_target_" in node else None
 
 
+def group_sweep_jobs(cfg: DictConfig) -> None:
+    """In a multirun, W&B groups the jobs under the sweep directory's name (unless logger.group is set)."""
+    if cfg.logger and "group" in cfg.logger and cfg.logger.group is None and HydraConfig.initialized() \
+            and HydraConfig.get().mode == RunMode.MULTIRUN:
+        cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
+
+
 def build_loggers(cfg: DictConfig) -> list:
     if not cfg.logger:
         return []
-    if "group" in cfg.logger and cfg.logger.group is None and HydraConfig.initialized() \
-            and HydraConfig.get().mode == RunMode.MULTIRUN:
-        cfg.logger.group = Path(HydraConfig.get().sweep.dir).name  # the jobs of one sweep, side by side
     logger = instantiate(cfg.logger)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return [logger]
@@ -109,6 +113,7 @@ def run(cfg: DictConfig) -> float | None:
     epochs = cfg.trainer.max_epochs
     require(isinstance(epochs, int) and epochs >= 1, "trainer.max_epochs", epochs, "must be an integer >= 1")
     L.seed_everything(cfg.seed, workers=True)
+    group_sweep_jobs(cfg)
     if cfg.mode == "train":  # the resolved config: what `python -m anneal.ensemble` and the notebook rebuild from
         save_text(OmegaConf.to_yaml(cfg, resolve=True), Path(cfg.output_dir) / "config.yaml")
 

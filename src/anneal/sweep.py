@@ -74,9 +74,10 @@ def plot(rows: list[dict], path: Path, metric: str = "test/acc") -> Path:
         grid = [[next((r.get(metric) for r in rows if r[keys[0]] == x and r[keys[1]] == y), float("nan"))
                  for x in xs] for y in ys]
         image = ax.imshow(grid, cmap="viridis", origin="lower")
+        middle = (image.norm.vmin + image.norm.vmax) / 2
         for i, line in enumerate(grid):
             for j, value in enumerate(line):
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white")
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="black" if value > middle else "white")
         ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
                xlabel=keys[0], ylabel=keys[1], title=f"{metric} over {keys[0]} x {keys[1]}")
         fig.colorbar(image, ax=ax, label=metric)
