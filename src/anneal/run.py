@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -165,6 +166,9 @@ def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers) -> fl
     results["wall_seconds"] = round(time.perf_counter() - started, 2)
     if HydraConfig.initialized():
         results["overrides"] = list(HydraConfig.get().overrides.task)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger.experiment.settings.mode == "online":
+            results["wandb/path"] = logger.experiment.path  # entity/project/id: the notebook fetches curves from it
     if trainer.is_global_zero:
         path = save_json(results, Path(cfg.output_dir) / "results.json")
         log.info("test acc %.4f (%s, %s); results in %s", results["test/acc"], results["data"], results["schedule"], path)
