@@ -21,7 +21,7 @@ def test_lenet_two_epochs_on_the_real_subset(subset_root, tmp_path):
     assert accuracy == results["test/acc"] > 0.2  # chance is 0.1
     assert results["epochs"] == 2 and results["steps"] == 2 * 41
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert (tmp_path / "lr_schedule.png").is_file() and (tmp_path / "csv" / "metrics.csv").is_file()
+    assert (tmp_path / "lr_schedule.png").is_file() and (tmp_path / "csv" / "version_0" / "metrics.csv").is_file()
 
 
 def test_cli_run_with_wandb_and_no_key_leaves_an_offline_run(tmp_path):
@@ -42,7 +42,7 @@ def test_lr_logged_every_step_equals_the_schedule(tmp_path):
                          "schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=2", "optimizer.lr=0.1",
                          "trainer.max_epochs=3", "trainer.log_every_n_steps=1", *FAST, output_dir=tmp_path)
     run(cfg)
-    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("lr-SGD")]
+    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")) if r.get("lr-SGD")]
     assert len(rows) == 30  # every optimizer step
     schedule = SGDR(peak=0.1, total=3, T_0=1, T_mult=2, lr_min=1e-5)
     for row in rows:
@@ -59,12 +59,15 @@ def test_wrn_fast_dev_run(tmp_path):
     assert 0 <= run(cfg) <= 1
 
 
-def test_resume_from_last_checkpoint_continues_training(tmp_path):
+def test_resume_from_last_checkpoint_continues_training_and_keeps_the_first_logs(tmp_path):
     common = ["data=synthetic", "data.train_size=256", "data.test_size=64", *FAST]
     run(compose_config(*common, "trainer.max_epochs=2", output_dir=tmp_path))
     run(compose_config(*common, "trainer.max_epochs=3", "ckpt_path=last", output_dir=tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["epochs"] == 3 and results["steps"] == 3 * 2
+    epochs = [{int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "csv" / v / "metrics.csv")) if r["train/loss"]}
+              for v in ("version_0", "version_1")]  # the epochs trained in each segment
+    assert epochs == [{0, 1}, {2}]
 
 
 def test_ddp_two_cpu_processes(tmp_path):
@@ -97,7 +100,7 @@ def test_adaptive_sgdr_end_to_end_logs_the_lr_its_checkpointed_state_implies(tmp
     assert all(b <= a for a, b in zip(state["peaks"], state["peaks"][1:]))  # restart peaks only decay
     schedule = AdaptiveSGDR(peak=0.1, total=6, T_0=1, T_mult=1, lr_min=1e-4, trigger_val_acc=0.15, compression=2)
     schedule.load_state_dict(state)
-    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("lr-SGD")]
+    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")) if r.get("lr-SGD")]
     assert len(rows) == 6 * 8
     for row in rows:
         assert float(row["lr-SGD"]) == pytest.approx(schedule(int(row["step"]) / 8), rel=1e-6), row["step"]

@@ -14,9 +14,12 @@ import os
 import pickle
 import shutil
 import tarfile
+import socket
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
@@ -87,13 +90,39 @@ def safe_extract(archive: Path, target: Path) -> None:
         tar.extractall(target, filter="data")
 
 
-def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 10.0) -> None:
+def check_reachable(url: str, timeout: float) -> None:
+    """Raise OSError unless the host of `url` accepts a connection within `timeout` seconds, name lookup
+    included (urlopen's timeout does not bound the lookup, which can hang on a machine without network)."""
+    parts = urlparse(url)
+    if parts.scheme not in ("http", "https"):
+        return
+    outcome: list = []
+
+    def connect():
+        try:
+            socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                     timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise OSError(f"no answer from {parts.hostname} within {timeout:g} s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 5.0) -> None:
     """Download the official archive into `root`, check its MD5 and extract it."""
+    check_reachable(url, timeout)
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         archive = Path(tmp) / "cifar-10-python.tar.gz"
         log.info("downloading CIFAR-10 from %s into %s", url, root)
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
+        with urllib.request.urlopen(url, timeout=30) as response, open(archive, "wb") as out:
             shutil.copyfileobj(response, out)
         if (digest := md5sum(archive)) != md5:
             raise DataError(f"downloaded {url} has MD5 {digest}, expected {md5}: the download is corrupt")
@@ -101,7 +130,7 @@ def download_cifar10(root: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
         os.replace(Path(tmp) / CIFAR10_DIR, root / CIFAR10_DIR)
 
 
-def locate_cifar10(root: str | Path, download: bool = True, timeout: float = 10.0) -> Path:
+def locate_cifar10(root: str | Path, download: bool = True, timeout: float = 5.0) -> Path:
     """The cifar-10-batches-py folder under `root` (or `root` itself), downloading it if allowed."""
     root = Path(root).expanduser()
     for folder in (root / CIFAR10_DIR, root):
@@ -177,8 +206,8 @@ def flip_where(images: Tensor, flip: Tensor) -> Tensor:
 class Batches:
     """Mini-batches over uint8 images in memory: a seeded shuffle per epoch, random crop + flip per
     image drawn per epoch, normalized to float on the fly. Each DDP rank takes an equal share. Its
-    position is checkpointed (Lightning saves `state_dict` of stateful loaders), so a run resumed
-    mid-epoch sees exactly the batches it would have seen."""
+    progress goes into checkpoints (through the data module), so a run resumed mid-epoch sees
+    exactly the batches it would have seen."""
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, mean: Tensor, std: Tensor, *,
                  shuffle: bool = False, augment: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1):
@@ -231,11 +260,12 @@ class Batches:
             self.position = b + 1
             yield torch.addcmul(self.shift, x.float(), self.scale), self.labels[idx]
 
-    def state_dict(self) -> dict:
+    def progress(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = state["epoch"], state["position"]
+    def resume(self, progress: dict) -> None:
+        """Continue from `progress`: the rest of that epoch, or the next epoch if it was finished."""
+        self.epoch, self.position = progress["epoch"], progress["position"]
         self._resume = self.position < len(self)
 
 
@@ -256,7 +286,8 @@ class ImageData(L.LightningDataModule):
         self.batch_size, self.val_size, self.augment, self.seed = batch_size, val_size, augment, seed
         self.eval_batch_size, self.device = eval_batch_size, device
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
-        self._loaders: dict[str, Batches] = {}
+        self._train: Batches | None = None
+        self._train_progress: dict | None = None  # restored from a checkpoint before the loader exists
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         raise NotImplementedError
@@ -295,9 +326,11 @@ class ImageData(L.LightningDataModule):
         return math.ceil(len(self.splits["train"][0]) // world_size / self.batch_size)
 
     def train_dataloader(self):
-        if "train" not in self._loaders:  # one object, so its position is the one checkpointed
-            self._loaders["train"] = self.batches("train", train=True, batch_size=self.batch_size)
-        return self._loaders["train"]
+        if self._train is None:  # one object for the whole fit: its progress is what checkpoints hold
+            self._train = self.batches("train", train=True, batch_size=self.batch_size)
+            if self._train_progress is not None:
+                self._train.resume(self._train_progress)
+        return self._train
 
     def val_dataloader(self):
         return self.batches("val") if "val" in self.splits else []
@@ -305,8 +338,16 @@ class ImageData(L.LightningDataModule):
     def test_dataloader(self):
         return self.batches("test")
 
+    # Lightning saves and restores these with every checkpoint. (A loader's own state_dict is restored only
+    # if Lightning sets the loader up after the restore, which touching estimated_stepping_batches in
+    # configure_optimizers, as OneCycleLR-style code does, prevents.)
     def state_dict(self) -> dict:
-        return {}
+        return {"train_progress": self._train.progress()} if self._train is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._train_progress = state.get("train_progress")
+        if self._train is not None and self._train_progress is not None:
+            self._train.resume(self._train_progress)
 
 
 class CIFAR10(ImageData):
@@ -314,7 +355,7 @@ class CIFAR10(ImageData):
 
     name = "CIFAR-10"
 
-    def __init__(self, root: str = "./data", download: bool = True, download_timeout: float = 10.0, **kwargs):
+    def __init__(self, root: str = "./data", download: bool = True, download_timeout: float = 5.0, **kwargs):
         super().__init__(**kwargs)
         self.root, self.download, self.download_timeout = root, download, download_timeout
 

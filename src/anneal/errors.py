@@ -8,3 +8,7 @@ class ConfigError(ValueError):
 def require(ok: bool, key: str, value, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (e.g. the loss became nan); the message says what was kept and what to change."""

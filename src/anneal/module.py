@@ -73,6 +73,19 @@ class Classifier(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
+    def on_save_checkpoint(self, checkpoint):
+        # Lightning restores weights, optimizer and loops but not the random generators; dropout (and anything
+        # else drawing from them) would continue differently after a resume without this.
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint):
+        if rng := checkpoint.get("rng"):
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())
         clock = Clock(steps_per_epoch(self.trainer))

@@ -131,11 +131,13 @@ def run(cfg: DictConfig) -> float | None:
     loggers = build_loggers(cfg)
     callbacks = [c for c in (instantiate_optional(n) for n in cfg.callbacks.values()) if c is not None]
     callbacks += [c for c in (ensemble, averaging) if c is not None]
-    if cfg.mode == "lr_find":  # a range test, not a training run: no checkpoints, snapshots or averages
+    range_test = cfg.mode == "lr_find"  # not a training run: no checkpoints, snapshots or averages
+    if range_test:
         callbacks = []
     if not loggers:  # nothing to log the lr to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                          **({"enable_checkpointing": False} if range_test else {}))
     schedule, _ = preflight(trainer, datamodule, module, callbacks)
     if schedule.needs_val_acc:
         trainer.callbacks.append(ValAccFeedback())

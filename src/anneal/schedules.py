@@ -502,6 +502,7 @@ class ScheduleLR(LambdaLR):
 
     def __init__(self, optimizer: Optimizer, schedule: Schedule, clock: Clock):
         self.schedule, self.clock = schedule, clock
+        self._cycle_end_steps: frozenset[int] | None = None
 
         def factor(step: int) -> float:
             return schedule(clock.epochs(step)) / schedule.peak
@@ -512,20 +513,25 @@ class ScheduleLR(LambdaLR):
         """Feed a validation accuracy measured now to the schedule, and apply what it changes to
         the lr of the coming step (already set when the last step ended)."""
         self.schedule.observe(self.clock.epochs(self.last_epoch), val_acc)
+        self._cycle_end_steps = None  # an adaptive schedule may have new cycles now
         for group, base_lr, factor in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas):
             group["lr"] = base_lr * factor(self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def cycle_end_steps(self) -> list[int]:
-        """Optimizer steps after which a cycle has ended (the step count at the restart)."""
-        return [self.clock.step_at(t) for t in self.schedule.cycle_ends()]
+    def cycle_end_steps(self) -> frozenset[int]:
+        """Optimizer steps after which a cycle has ended (the step count at the restart); cached, as the
+        snapshot and SWA callbacks ask after every step."""
+        if self._cycle_end_steps is None:
+            self._cycle_end_steps = frozenset(self.clock.step_at(t) for t in self.schedule.cycle_ends())
+        return self._cycle_end_steps
 
     def state_dict(self):
         # LambdaLR saves every attribute; keep checkpoints to plain values (they load with weights_only=True)
-        state = {k: v for k, v in super().state_dict().items() if k != "clock"}
+        state = {k: v for k, v in super().state_dict().items() if k not in ("clock", "_cycle_end_steps")}
         return {**state, "schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, state_dict):
         state_dict = dict(state_dict)
         self.schedule.load_state_dict(state_dict.pop("schedule", {}))
         super().load_state_dict(state_dict)
+        self._cycle_end_steps = None

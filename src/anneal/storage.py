@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, IO
 
 import torch
+from lightning.fabric.plugins.io import TorchCheckpointIO
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -45,3 +46,15 @@ def save_text(text: str, path: str | Path) -> Path:
 
 def save_json(obj: Any, path: str | Path) -> Path:
     return save_text(json.dumps(obj, indent=2, default=float) + "\n", path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer with the temporary file next to the checkpoint, renamed over it.
+    Lightning's own writes to a file in the system's temp directory and moves it, which is a copy (that a
+    kill can leave half-written) when that directory is on another filesystem. Loads are weights_only."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        save_tensors(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        return load_tensors(path, map_location=map_location or "cpu")

@@ -5,7 +5,10 @@ implement `check(schedule, clock)`, called before training."""
 
 from anneal.callbacks.averaging import EMA, SWA, WeightAverage
 from anneal.callbacks.feedback import ValAccFeedback
+from anneal.callbacks.checkpoints import LastCheckpoint, SaveOnInterrupt
+from anneal.callbacks.guards import NonFiniteLossGuard
 from anneal.callbacks.lr_plot import LrSchedulePlot
 from anneal.callbacks.snapshots import SnapshotEnsemble
 
-__all__ = ["EMA", "SWA", "WeightAverage", "ValAccFeedback", "LrSchedulePlot", "SnapshotEnsemble"]
+__all__ = ["EMA", "SWA", "WeightAverage", "ValAccFeedback", "LrSchedulePlot", "SnapshotEnsemble", "NonFiniteLossGuard",
+           "SaveOnInterrupt", "LastCheckpoint"]

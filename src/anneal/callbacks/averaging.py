@@ -122,7 +122,6 @@ class SWA(WeightAverage):
             raise ConfigError("averaging.swa_freq=cycle averages at the schedule's cycle ends, but averaging.swa_lr="
                               f"{swa_lr} replaces the schedule by a constant lr after swa_start: set swa_lr=null")
         self.swa_freq, self.swa_lr, self.anneal_epochs = swa_freq, swa_lr, anneal_epochs
-        self._ends: set[int] = set()
 
     def lr_switch(self) -> LrSwitch | None:
         return None if self.swa_lr is None else LrSwitch(self.start_epochs, self.swa_lr, self.anneal_epochs)
@@ -132,13 +131,13 @@ class SWA(WeightAverage):
             raise ConfigError("averaging.swa_freq=cycle needs a schedule with cycles (sgdr, snapshot, cyclic, "
                               "adaptive_sgdr); this one has no cycle end within training")
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        if self.swa_freq == "cycle":
-            self._ends = set(lr_scheduler(trainer).cycle_end_steps())
+    def on_train_start(self, trainer, pl_module):
+        super().on_train_start(trainer, pl_module)
+        self._scheduler = lr_scheduler(trainer)
 
     def should_update(self, step):
         if self.swa_freq == "cycle":
-            return step in self._ends
+            return step in self._scheduler.cycle_end_steps()
         return (step - self.start_step) % self.swa_freq == 0
 
 

@@ -31,7 +31,6 @@ class SnapshotEnsemble(L.Callback):
                 "ensemble.max_members", max_members, "must be null or an integer >= 1")
         self.include_final, self.max_members = include_final, max_members
         self.snapshots: list[dict] = []  # {"epoch", "step", "file"}, file relative to the run directory
-        self._ends: set[int] = set()
 
     def check(self, schedule, clock) -> None:
         if not schedule.cycle_ends() and not schedule.needs_val_acc:
@@ -39,11 +38,8 @@ class SnapshotEnsemble(L.Callback):
                               "within training: use schedule=sgdr, snapshot, cyclic or adaptive_sgdr "
                               "(or add ensemble.include_final=true to a cyclic one that ends mid-cycle)")
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._ends = set(lr_scheduler(trainer).cycle_end_steps())  # adaptive schedules add ends as they go
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step in self._ends:
+        if trainer.global_step in lr_scheduler(trainer).cycle_end_steps():
             self._take(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module):

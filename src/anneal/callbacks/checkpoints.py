@@ -1,0 +1,71 @@
+"""Checkpoints a run can resume from exactly: at any step, and on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from anneal.errors import require
+
+log = logging.getLogger(__name__)
+
+
+def between_last_batch_and_epoch_end(trainer: L.Trainer) -> bool:
+    """After an epoch's last training batch, before its validation and epoch-end hooks have run. Lightning
+    resumes a checkpoint taken here in the next epoch, so the run would miss that validation (and what
+    listens to it, such as adaptive SGDR)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+
+class LastCheckpoint(Checkpoint):
+    """Keeps `<dirpath>/last.ckpt` current: after every epoch (its validation included) and, with
+    every_n_train_steps=N, after every N-th optimizer step too. A step that ends an epoch is saved when the
+    epoch has ended instead. Written atomically through the trainer's CheckpointIO. (Lightning's
+    ModelCheckpoint writes `last` only beside a top-k checkpoint, which one resumable file does not need.)"""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int | None = None):
+        require(every_n_train_steps is None or (isinstance(every_n_train_steps, int) and every_n_train_steps >= 1),
+                "callbacks.model_checkpoint.every_n_train_steps", every_n_train_steps, "null or an integer >= 1")
+        self.dirpath, self.every_n_train_steps = Path(dirpath), every_n_train_steps
+        self.last_model_path = ""
+        self._saved_step = -1
+
+    def save(self, trainer: L.Trainer) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run or self._saved_step == trainer.global_step:
+            return
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        self._saved_step, self.last_model_path = trainer.global_step, str(path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        every = self.every_n_train_steps
+        if every and trainer.global_step % every == 0 and not between_last_batch_and_epoch_end(trainer):
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.save(trainer)
+
+
+class SaveOnInterrupt(L.Callback):
+    """On SIGTERM (a cluster's preemption, `kill`) or Ctrl-C, save `<dirpath>/last.ckpt` before exiting, so
+    `ckpt_path=last` resumes from the step it stopped at. (Lightning's OnExceptionCheckpoint saves on any
+    exception, which after a nan loss would overwrite the last good checkpoint.) An interrupt between an
+    epoch's last batch and its end keeps the previous checkpoint: the resumed run redoes that stretch."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer, pl_module, exception):
+        if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
+            return
+        if between_last_batch_and_epoch_end(trainer):
+            log.warning("%s during the epoch's validation: keeping the last checkpoint", type(exception).__name__)
+            return
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        log.warning("%s: saved %s at step %d; resume with ckpt_path=last", type(exception).__name__, path,
+                    trainer.global_step)
