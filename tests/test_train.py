@@ -105,3 +105,5 @@ def test_adaptive_sgdr_end_to_end_logs_the_lr_its_checkpointed_state_implies(tmp
     for row in rows:
         assert float(row["lr-SGD"]) == pytest.approx(schedule(int(row["step"]) / 8), rel=1e-6), row["step"]
     assert json.loads((tmp_path / "results.json").read_text())["val/acc"] > 0.1
+    drawn = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(open(tmp_path / "lr_schedule.csv"))}
+    assert [drawn[int(r["step"])] for r in rows] == pytest.approx([float(r["lr-SGD"]) for r in rows], rel=1e-6)

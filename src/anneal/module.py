@@ -27,6 +27,7 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.network, self.optimizer_factory, self.lr_plan = network, optimizer, lr_plan
         self.compile = compile
+        self.channels_last = False  # set in setup(): true when training on a GPU
         self.metrics = nn.ModuleDict({
             f"{stage}_{name}": metric
             for stage in ("train", "val", "test")
@@ -42,12 +43,15 @@ class Classifier(L.LightningModule):
         """The network without torch.compile's wrapper: what snapshots and averages hold."""
         return getattr(self.network, "_orig_mod", self.network)
 
-    def on_fit_start(self):
-        if self.device.type == "cuda":  # tensor cores want NHWC; on CPU it only costs copies
+    def setup(self, stage: str) -> None:
+        # NHWC for the GPU's tensor cores (on a CPU it only costs copies); here, before callbacks copy the
+        # network (SWA, EMA) in on_fit_start, so the copies share the layout
+        self.channels_last = self.trainer.strategy.root_device.type == "cuda"
+        if self.channels_last:
             self.network.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.network(x)
 

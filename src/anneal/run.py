@@ -67,6 +67,19 @@ def build_loggers(cfg: DictConfig) -> list:
     return [logger]
 
 
+def build_callbacks(cfg: DictConfig, lr_plan: LrPlan, extra: list, has_logger: bool) -> list:
+    """The `callbacks` group, the ensemble and averaging callbacks, and what the schedule needs."""
+    if cfg.mode == "lr_find":  # a range test, not a training run: no checkpoints, snapshots or averages
+        return []
+    callbacks = [c for c in (instantiate_optional(n) for n in cfg.callbacks.values()) if c is not None]
+    callbacks += [c for c in extra if c is not None]
+    if lr_plan.needs_val_acc:
+        callbacks.append(ValAccFeedback())
+    if not has_logger:  # nothing to log the lr to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
+
+
 def steps_per_epoch_estimate(trainer: L.Trainer, datamodule) -> int:
     return max(1, math.ceil(datamodule.steps_per_epoch(trainer.world_size) / trainer.accumulate_grad_batches))
 
@@ -129,18 +142,10 @@ def run(cfg: DictConfig) -> float | None:
         return preview(cfg, module, datamodule)
 
     loggers = build_loggers(cfg)
-    callbacks = [c for c in (instantiate_optional(n) for n in cfg.callbacks.values()) if c is not None]
-    callbacks += [c for c in (ensemble, averaging) if c is not None]
-    range_test = cfg.mode == "lr_find"  # not a training run: no checkpoints, snapshots or averages
-    if range_test:
-        callbacks = []
-    if not loggers:  # nothing to log the lr to
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks = build_callbacks(cfg, lr_plan, [ensemble, averaging], has_logger=bool(loggers))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                          **({"enable_checkpointing": False} if range_test else {}))
-    schedule, _ = preflight(trainer, datamodule, module, callbacks)
-    if schedule.needs_val_acc:
-        trainer.callbacks.append(ValAccFeedback())
+                          **({"enable_checkpointing": False} if cfg.mode == "lr_find" else {}))
+    preflight(trainer, datamodule, module, callbacks)
 
     if cfg.mode == "lr_find":
         from anneal.lr_find import lr_find

@@ -476,6 +476,10 @@ class LrPlan:
     epochs: float = 1.0
     switch: Callable[[Schedule], Schedule] | None = None
 
+    @property
+    def needs_val_acc(self) -> bool:
+        return getattr(getattr(self.schedule, "func", self.schedule), "needs_val_acc", False)
+
     def describe(self) -> str:
         name = getattr(self.schedule, "func", self.schedule).__name__
         args = ", ".join(f"{k}={v}" for k, v in getattr(self.schedule, "keywords", {}).items() if k != "interval")
@@ -493,6 +497,12 @@ class LrPlan:
                               f"(trainer.max_epochs={self.epochs:g}); lower warmup.epochs / warmup.steps")
         built = self.warmup.wrap(self.schedule(peak=peak, total=self.epochs - warm), warm)
         return self.switch(built) if self.switch else built
+
+
+def has_cycles(schedule: Schedule) -> bool:
+    """Whether snapshots and per-cycle averages can be taken: cycle ends within training, or an adaptive
+    schedule whose cycles begin once validation accuracy triggers them."""
+    return bool(schedule.cycle_ends()) or schedule.needs_val_acc
 
 
 class ScheduleLR(LambdaLR):

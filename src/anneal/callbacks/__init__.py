@@ -9,6 +9,7 @@ from anneal.callbacks.checkpoints import LastCheckpoint, SaveOnInterrupt
 from anneal.callbacks.guards import NonFiniteLossGuard
 from anneal.callbacks.lr_plot import LrSchedulePlot
 from anneal.callbacks.snapshots import SnapshotEnsemble
+from anneal.callbacks.startup import StartupTimer
 
 __all__ = ["EMA", "SWA", "WeightAverage", "ValAccFeedback", "LrSchedulePlot", "SnapshotEnsemble", "NonFiniteLossGuard",
-           "SaveOnInterrupt", "LastCheckpoint"]
+           "SaveOnInterrupt", "LastCheckpoint", "StartupTimer"]

@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
 from anneal.module import lr_scheduler
-from anneal.schedules import LrSwitch, fraction_or_epochs
+from anneal.schedules import LrSwitch, fraction_or_epochs, has_cycles
 from anneal.storage import save_tensors
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class SWA(WeightAverage):
         return None if self.swa_lr is None else LrSwitch(self.start_epochs, self.swa_lr, self.anneal_epochs)
 
     def check(self, schedule, clock) -> None:
-        if self.swa_freq == "cycle" and not schedule.cycle_ends() and not schedule.needs_val_acc:
+        if self.swa_freq == "cycle" and not has_cycles(schedule):
             raise ConfigError("averaging.swa_freq=cycle needs a schedule with cycles (sgdr, snapshot, cyclic, "
                               "adaptive_sgdr); this one has no cycle end within training")
 

@@ -38,7 +38,7 @@ class LastCheckpoint(Checkpoint):
         if trainer.sanity_checking or trainer.fast_dev_run or self._saved_step == trainer.global_step:
             return
         path = self.dirpath / "last.ckpt"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: optimizer, loops, callbacks
         self._saved_step, self.last_model_path = trainer.global_step, str(path)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -66,6 +66,6 @@ class SaveOnInterrupt(L.Callback):
             log.warning("%s during the epoch's validation: keeping the last checkpoint", type(exception).__name__)
             return
         path = self.dirpath / "last.ckpt"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: optimizer, loops, callbacks
         log.warning("%s: saved %s at step %d; resume with ckpt_path=last", type(exception).__name__, path,
                     trainer.global_step)

@@ -13,6 +13,7 @@ from anneal.ensemble import ensemble_rows, member_probs, results_ensemble, singl
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics
 from anneal.module import lr_scheduler
+from anneal.schedules import has_cycles
 from anneal.storage import save_tensors
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class SnapshotEnsemble(L.Callback):
         self.snapshots: list[dict] = []  # {"epoch", "step", "file"}, file relative to the run directory
 
     def check(self, schedule, clock) -> None:
-        if not schedule.cycle_ends() and not schedule.needs_val_acc:
+        if not has_cycles(schedule):
             raise ConfigError("ensemble=snapshot needs a schedule with cycles, and this one has no cycle end "
                               "within training: use schedule=sgdr, snapshot, cyclic or adaptive_sgdr "
                               "(or add ensemble.include_final=true to a cyclic one that ends mid-cycle)")

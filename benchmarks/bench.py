@@ -1,0 +1,277 @@
+"""anneal's speed, as ratios against baselines measured side by side in the same process (never absolute
+timings alone: this machine is noisy). Each section alternates the two sides over several rounds and
+compares medians.
+
+    python benchmarks/bench.py                      # all sections on the real subset (CIFAR10_ROOT), LeNet
+    python benchmarks/bench.py --only a,c --rounds 5
+    python benchmarks/bench.py --only a --model wrn16_4 --device cuda --precision bf16-mixed   # on a GPU
+
+  a  anneal's epoch (data, module, callbacks, logging, checkpoint) vs a plain PyTorch loop, same model/data
+  b  the batched uint8 tensor pipeline vs a per-sample PIL pipeline (torchvision-style), data only and with LeNet
+  c  per-epoch overhead of averaging=swa, averaging=ema and ensemble=snapshot vs none
+  d  time from `python train.py` to the first optimizer step (target: 6 s)
+  e  snapshot-ensemble evaluation time against the number of members (one forward pass per member)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from PIL import Image, ImageOps
+
+from anneal.data import CIFAR10, Synthetic
+from anneal.ensemble import ensemble_rows, member_probs
+from anneal.run import build_network, run
+from anneal.schedules import Clock, Cosine, ScheduleLR
+from anneal.storage import save_tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class EpochTimer(L.Callback):
+    """Whole epochs, start to start: training, validation, epoch-end hooks and the checkpoint included.
+    The run builds it from the config; `EpochTimer.latest` is the one it built."""
+
+    latest: "EpochTimer | None" = None
+
+    def __init__(self):
+        self.starts: list[float] = []
+        EpochTimer.latest = self
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.starts.append(time.perf_counter())
+
+    def on_train_end(self, trainer, pl_module):
+        self.starts.append(time.perf_counter())
+
+    @property
+    def epochs(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts, self.starts[1:])]
+
+
+def data_module(args, **kwargs):
+    root = os.environ.get("CIFAR10_ROOT")
+    if root:
+        data = CIFAR10(root=root, download=False, batch_size=args.batch_size, **kwargs)
+    else:
+        data = Synthetic(train_size=5170, test_size=1017, batch_size=args.batch_size, **kwargs)
+    data.setup()
+    return data
+
+
+def config(args, out: Path, *overrides: str):
+    data = [f"data.root={os.environ['CIFAR10_ROOT']}"] if os.environ.get("CIFAR10_ROOT") else \
+        ["data=synthetic", "data.train_size=5170", "data.test_size=1017"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", [*data, f"model={args.model}", f"data.batch_size={args.batch_size}", "logger=csv",
+                                f"trainer.max_epochs={args.epochs}", f"trainer.precision={args.precision}",
+                                f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+                                f"model.compile={str(args.compile).lower()}", f"output_dir={out}", *overrides])
+    cfg.callbacks.epoch_timer = {"_target_": "__main__.EpochTimer"}
+    return cfg
+
+
+def anneal_epochs(args, *overrides: str) -> list[float]:
+    """Per-epoch times of a real anneal run (the default callbacks and a CSV logger), first epoch dropped."""
+    with tempfile.TemporaryDirectory() as out:
+        run(config(args, Path(out), *overrides))
+    return EpochTimer.latest.epochs[1:]
+
+
+def plain_epochs(args) -> list[float]:
+    """The same network, data loader, optimizer and per-step lr schedule in a bare PyTorch loop."""
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    network, _ = build_network(config(args, Path(tempfile.gettempdir())).model)
+    network = network.to(device)
+    if args.device == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    if args.compile:
+        network = torch.compile(network)
+    data = data_module(args, device="cpu")
+    batches = data.batches("train", train=True, batch_size=args.batch_size)
+    if args.device == "cuda":  # the data lives on the GPU as in anneal's GPU path
+        batches = type(batches)(batches.images.to(device), batches.labels.to(device), args.batch_size, data.mean,
+                                data.std, shuffle=True, augment=True)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    scheduler = ScheduleLR(optimizer, Cosine(peak=0.05, total=args.epochs), Clock(len(batches)))
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
+    times = []
+    for _ in range(args.epochs):
+        started = time.perf_counter()
+        for x, y in batches:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast:
+                loss = F.cross_entropy(network(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return times[1:]
+
+
+def rounds(args, sides: dict) -> dict[str, float]:
+    """Median per-epoch seconds of each side, alternating the sides over args.rounds rounds."""
+    samples = {name: [] for name in sides}
+    for _ in range(args.rounds):
+        for name, measure in sides.items():
+            samples[name] += measure()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def section_a(args) -> list[dict]:
+    medians = rounds(args, {"plain": lambda: plain_epochs(args), "anneal": lambda: anneal_epochs(args)})
+    images = data_module(args).splits["train"][0].shape[0]
+    return [{"what": f"(a) anneal epoch / plain PyTorch epoch, {args.model}, batch {args.batch_size}",
+             "ratio": medians["anneal"] / medians["plain"], "target": "<= 1.10",
+             "detail": f"plain {medians['plain']:.3f} s ({images / medians['plain']:.0f} img/s), "
+                       f"anneal {medians['anneal']:.3f} s ({images / medians['anneal']:.0f} img/s)"}]
+
+
+class PerSampleCIFAR(torch.utils.data.Dataset):
+    """The torchvision-style pipeline: PIL image per sample, pad + random crop, random flip, to tensor,
+    normalize; batched by a DataLoader."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+        self.images = images.permute(0, 2, 3, 1).numpy()  # N x 32 x 32 x 3, as the files decode to
+        self.labels, self.mean, self.std = labels, mean.view(3, 1, 1), std.view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image = ImageOps.expand(Image.fromarray(self.images[i]), border=4, fill=0)
+        dx, dy = np.random.randint(0, 9, size=2)
+        image = image.crop((dx, dy, dx + 32, dy + 32))
+        if np.random.rand() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return (x - self.mean) / self.std, self.labels[i]
+
+
+def one_epoch(batches, network=None, optimizer=None) -> float:
+    started = time.perf_counter()
+    for x, y in batches:
+        if network is not None:
+            loss = F.cross_entropy(network(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - started
+
+
+def section_b(args) -> list[dict]:
+    data = data_module(args, device="cpu")
+    images, labels = data.splits["train"]
+    tensor_batches = data.batches("train", train=True, batch_size=args.batch_size)
+    per_sample = torch.utils.data.DataLoader(PerSampleCIFAR(images, labels, data.mean, data.std),
+                                             batch_size=args.batch_size, shuffle=True, num_workers=0)
+    network = build_network(config(args, Path(tempfile.gettempdir())).model)[0]
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9)
+    medians = rounds(args, {
+        "tensor": lambda: [one_epoch(tensor_batches)], "per_sample": lambda: [one_epoch(per_sample)],
+        "tensor+net": lambda: [one_epoch(tensor_batches, network, optimizer)],
+        "per_sample+net": lambda: [one_epoch(per_sample, network, optimizer)]})
+    n = len(images)
+    rate = {k: n / v for k, v in medians.items()}
+    return [{"what": "(b) batched uint8 tensor pipeline / per-sample PIL pipeline, data only (throughput)",
+             "ratio": rate["tensor"] / rate["per_sample"], "target": ">= 5",
+             "detail": f"tensor {rate['tensor']:.0f} img/s, per-sample {rate['per_sample']:.0f} img/s"},
+            {"what": f"(b) the same with {args.model} training (throughput)",
+             "ratio": rate["tensor+net"] / rate["per_sample+net"], "target": "(context)",
+             "detail": f"tensor {rate['tensor+net']:.0f} img/s, per-sample {rate['per_sample+net']:.0f} img/s"}]
+
+
+def section_c(args) -> list[dict]:
+    cyclic = ["schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=1"]  # a cycle end, a snapshot, every epoch
+    variants = {"none": [], "swa": ["averaging=swa", "averaging.swa_start=0", "averaging.swa_freq=1"],
+                "ema": ["averaging=ema"], "snapshot": ["ensemble=snapshot"]}
+    medians = rounds(args, {k: partial(anneal_epochs, args, *cyclic, *v) for k, v in variants.items()})
+    return [{"what": f"(c) per-epoch overhead of {k} ({'every step' if k != 'snapshot' else 'one file per epoch'})",
+             "ratio": medians[k] / medians["none"], "target": "<= 1.02",
+             "detail": f"{medians[k]:.3f} s vs {medians['none']:.3f} s"} for k in ("swa", "ema", "snapshot")]
+
+
+def section_d(args) -> list[dict]:
+    data = [f"data.root={os.environ['CIFAR10_ROOT']}"] if os.environ.get("CIFAR10_ROOT") else ["data=synthetic"]
+    seconds = []
+    for logger in ("csv", "wandb"):
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory() as out:
+                env = {**os.environ, "WANDB_MODE": "offline"}
+                subprocess.run([sys.executable, str(ROOT / "train.py"), *data, "trainer.max_epochs=1",
+                                f"logger={logger}", f"hydra.run.dir={out}"], env=env, check=True, capture_output=True)
+                seconds.append((logger, json.loads((Path(out) / "results.json").read_text())["time_to_first_step"]))
+    rows = []
+    for logger in ("csv", "wandb"):
+        median = statistics.median(s for lg, s in seconds if lg == logger)
+        rows.append({"what": f"(d) `python train.py` to the first optimizer step, logger={logger}", "ratio": median,
+                     "target": "<= 6 s", "detail": f"median of {args.rounds} runs, seconds"})
+    return rows
+
+
+def section_e(args) -> list[dict]:
+    data = data_module(args, device="cpu")
+    network = build_network(config(args, Path(tempfile.gettempdir())).model)[0]
+    rows, per_member = [], {}
+    with tempfile.TemporaryDirectory() as out:
+        files = [save_tensors(network.state_dict(), Path(out) / f"snapshot_{i}.pt") for i in range(8)]
+        for members in (1, 2, 4, 8):
+            times = []
+            for _ in range(args.rounds):
+                started = time.perf_counter()
+                probs, labels = member_probs(network, files[:members], data.batches("test"), torch.device("cpu"))
+                ensemble_rows(probs, labels, list(range(members)))
+                times.append(time.perf_counter() - started)
+            per_member[members] = statistics.median(times) / members
+    for members in (2, 4, 8):
+        rows.append({"what": f"(e) ensemble evaluation time per member, M={members} vs M=1",
+                     "ratio": per_member[members] / per_member[1], "target": "~1 (linear in M)",
+                     "detail": f"{per_member[members]:.3f} s per member ({per_member[1]:.3f} s at M=1)"})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="a,b,c,d,e")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4, help="per measured run; the first epoch is dropped")
+    parser.add_argument("--model", default="lenet")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e}
+    rows = [row for key in args.only.split(",") for row in sections[key](args)]
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+               f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
+    print(f"\n{machine}; {time.strftime('%Y-%m-%d')}; `python benchmarks/bench.py {' '.join(sys.argv[1:])}`\n")
+    print("| measurement | value | target | detail |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['what']} | {row['ratio']:.2f} | {row['target']} | {row['detail']} |")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
