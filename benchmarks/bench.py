@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
 from PIL import Image, ImageOps
 
 from anneal.data import CIFAR10, Synthetic
@@ -66,7 +67,9 @@ class EpochTimer(L.Callback):
 
 def data_module(args, **kwargs):
     root = os.environ.get("CIFAR10_ROOT")
-    if root:
+    if args.synthetic_size:
+        data = Synthetic(train_size=args.synthetic_size, test_size=1017, batch_size=args.batch_size, **kwargs)
+    elif root:
         data = CIFAR10(root=root, download=False, batch_size=args.batch_size, **kwargs)
     else:
         data = Synthetic(train_size=5170, test_size=1017, batch_size=args.batch_size, **kwargs)
@@ -75,14 +78,17 @@ def data_module(args, **kwargs):
 
 
 def config(args, out: Path, *overrides: str):
-    data = [f"data.root={os.environ['CIFAR10_ROOT']}"] if os.environ.get("CIFAR10_ROOT") else \
-        ["data=synthetic", "data.train_size=5170", "data.test_size=1017"]
+    if args.synthetic_size or not os.environ.get("CIFAR10_ROOT"):
+        data = ["data=synthetic", f"data.train_size={args.synthetic_size or 5170}", "data.test_size=1017"]
+    else:
+        data = [f"data.root={os.environ['CIFAR10_ROOT']}"]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", [*data, f"model={args.model}", f"data.batch_size={args.batch_size}", "logger=csv",
                                 f"trainer.max_epochs={args.epochs}", f"trainer.precision={args.precision}",
                                 f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
                                 f"model.compile={str(args.compile).lower()}", f"output_dir={out}", *overrides])
-    cfg.callbacks.epoch_timer = {"_target_": "__main__.EpochTimer"}
+    with open_dict(cfg):
+        cfg.callbacks.epoch_timer = {"_target_": f"{EpochTimer.__module__}.EpochTimer"}
     return cfg
 
 
@@ -140,7 +146,8 @@ def rounds(args, sides: dict) -> dict[str, float]:
 def section_a(args) -> list[dict]:
     medians = rounds(args, {"plain": lambda: plain_epochs(args), "anneal": lambda: anneal_epochs(args)})
     images = data_module(args).splits["train"][0].shape[0]
-    return [{"what": f"(a) anneal epoch / plain PyTorch epoch, {args.model}, batch {args.batch_size}",
+    source = f"{images} generated images" if args.synthetic_size else f"{images} real images"
+    return [{"what": f"(a) anneal epoch / plain PyTorch epoch, {args.model}, batch {args.batch_size}, {source}",
              "ratio": medians["anneal"] / medians["plain"], "target": "<= 1.10",
              "detail": f"plain {medians['plain']:.3f} s ({images / medians['plain']:.0f} img/s), "
                        f"anneal {medians['anneal']:.3f} s ({images / medians['anneal']:.0f} img/s)"}]
@@ -259,6 +266,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--synthetic-size", type=int, default=0,
+                        help="train on this many generated images instead of the real subset (50000: full-size epochs)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e}

@@ -107,3 +107,15 @@ def test_adaptive_sgdr_end_to_end_logs_the_lr_its_checkpointed_state_implies(tmp
     assert json.loads((tmp_path / "results.json").read_text())["val/acc"] > 0.1
     drawn = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(open(tmp_path / "lr_schedule.csv"))}
     assert [drawn[int(r["step"])] for r in rows] == pytest.approx([float(r["lr-SGD"]) for r in rows], rel=1e-6)
+
+
+def test_epoch_training_metrics_are_the_means_over_the_epochs_steps(tmp_path):
+    cfg = compose_config("data=synthetic", "data.train_size=600", "data.test_size=100", "data.batch_size=64",
+                         "trainer.max_epochs=2", "trainer.log_every_n_steps=1", *FAST, output_dir=tmp_path)
+    run(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    for epoch in (0, 1):
+        steps = [float(r["train/loss_step"]) for r in rows if r["train/loss_step"] and int(r["epoch"]) == epoch]
+        sizes = [64] * 9 + [600 - 9 * 64]  # the last batch is smaller
+        (logged,) = [float(r["train/loss"]) for r in rows if r["train/loss"] and int(r["epoch"]) == epoch]
+        assert len(steps) == 10 and logged == pytest.approx(sum(s * n for s, n in zip(steps, sizes)) / 600, rel=1e-5)

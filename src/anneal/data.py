@@ -190,12 +190,8 @@ def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
 def random_crop(images: Tensor, shifts: Tensor, padding: int = CROP_PADDING) -> Tensor:
     """Crop each image of a uint8 batch at its own (dy, dx) offset inside a zero-padded copy."""
     b, c, h, w = images.shape
-    padded = F.pad(images, (padding,) * 4)
-    rows = (shifts[:, 0:1] + torch.arange(h, device=images.device))[:, None, :, None]  # b x 1 x h x 1
-    cols = (shifts[:, 1:2] + torch.arange(w, device=images.device))[:, None, None, :]  # b x 1 x 1 x w
-    batch = torch.arange(b, device=images.device)[:, None, None, None]
-    channel = torch.arange(c, device=images.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
+    windows = F.pad(images, (padding,) * 4).unfold(2, h, 1).unfold(3, w, 1)  # b, c, dy, dx, h, w: a view
+    return windows[torch.arange(b, device=images.device), :, shifts[:, 0], shifts[:, 1]]
 
 
 def flip_where(images: Tensor, flip: Tensor) -> Tensor:

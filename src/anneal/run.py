@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -77,6 +77,8 @@ def build_callbacks(cfg: DictConfig, lr_plan: LrPlan, extra: list, has_logger: b
         callbacks.append(ValAccFeedback())
     if not has_logger:  # nothing to log the lr to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return callbacks
 
 
