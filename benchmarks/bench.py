@@ -11,6 +11,8 @@ compares medians.
   c  per-epoch overhead of averaging=swa, averaging=ema and ensemble=snapshot vs none
   d  time from `python train.py` to the first optimizer step (target: 6 s)
   e  snapshot-ensemble evaluation time against the number of members (one forward pass per member)
+  f  (a) broken down: a minimal LightningModule, then anneal's module and data, callbacks, logger
+     (run explicitly: --only f)
 """
 
 from __future__ import annotations
@@ -135,11 +137,13 @@ def plain_epochs(args) -> list[float]:
 
 
 def rounds(args, sides: dict) -> dict[str, float]:
-    """Median per-epoch seconds of each side, alternating the sides over args.rounds rounds."""
+    """Median per-epoch seconds of each side over args.rounds rounds. The order of the sides rotates from
+    round to round: in one process, whatever runs later in a round was measured slower by a few percent."""
     samples = {name: [] for name in sides}
-    for _ in range(args.rounds):
-        for name, measure in sides.items():
-            samples[name] += measure()
+    names = list(sides)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            samples[name] += sides[name]()
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -256,9 +260,51 @@ def section_e(args) -> list[dict]:
     return rows
 
 
+class MinimalModule(L.LightningModule):
+    """Just forward, loss, optimizer and per-step schedule: Lightning's own cost, nothing of anneal's."""
+
+    def __init__(self, network, epochs: int, steps_per_epoch: int):
+        super().__init__()
+        self.network, self.epochs, self.steps_per_epoch = network, epochs, steps_per_epoch
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.network(x), y)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        schedule = ScheduleLR(optimizer, Cosine(peak=0.05, total=self.epochs), Clock(self.steps_per_epoch))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def minimal_lightning_epochs(args) -> list[float]:
+    data = data_module(args, device="cpu")
+    batches = data.batches("train", train=True, batch_size=args.batch_size)
+    timer = EpochTimer()
+    trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer], accelerator=args.device.replace("cuda", "gpu"))
+    network = build_network(config(args, Path(tempfile.gettempdir())).model)[0]
+    trainer.fit(MinimalModule(network, args.epochs, len(batches)), train_dataloaders=batches)
+    return timer.epochs[1:]
+
+
+def section_f(args) -> list[dict]:
+    """Where (a)'s difference goes: from a minimal LightningModule up to anneal's default run."""
+    bare = ["callbacks=none", "logger=none", "trainer.enable_progress_bar=false", "+trainer.enable_checkpointing=false"]
+    sides = {"plain": lambda: plain_epochs(args), "minimal": lambda: minimal_lightning_epochs(args),
+             "module+data": lambda: anneal_epochs(args, *bare),
+             "callbacks": lambda: anneal_epochs(args, "logger=none"), "default": lambda: anneal_epochs(args)}
+    medians = rounds(args, sides)
+    labels = {"minimal": "a minimal LightningModule, no callbacks or logger",
+              "module+data": "anneal's Classifier and data module, no callbacks or logger",
+              "callbacks": "... plus the default callbacks", "default": "... plus the CSV logger: anneal's default run"}
+    return [{"what": f"(f) {label}", "ratio": medians[key] / medians["plain"], "target": "(breakdown of a)",
+             "detail": f"{medians[key]:.3f} s per epoch vs plain {medians['plain']:.3f} s"} for key, label in labels.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="a,b,c,d,e")
+    parser.add_argument("--only", default="a,b,c,d,e", help="sections, e.g. a,c (f on request)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4, help="per measured run; the first epoch is dropped")
     parser.add_argument("--model", default="lenet")
@@ -270,7 +316,7 @@ def main() -> None:
                         help="train on this many generated images instead of the real subset (50000: full-size epochs)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e}
+    sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e, "f": section_f}
     rows = [row for key in args.only.split(",") for row in sections[key](args)]
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
                f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
