@@ -119,3 +119,16 @@ def test_epoch_training_metrics_are_the_means_over_the_epochs_steps(tmp_path):
         sizes = [64] * 9 + [600 - 9 * 64]  # the last batch is smaller
         (logged,) = [float(r["train/loss"]) for r in rows if r["train/loss"] and int(r["epoch"]) == epoch]
         assert len(steps) == 10 and logged == pytest.approx(sum(s * n for s, n in zip(steps, sizes)) / 600, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_network_trains_with_snapshots_and_swa(tmp_path):
+    cfg = compose_config("data=synthetic", "data.train_size=512", "data.test_size=128", "model.compile=true",
+                         "schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=1", "trainer.max_epochs=2",
+                         "ensemble=snapshot", "averaging=swa", "averaging.swa_start=1", *FAST, output_dir=tmp_path)
+    run(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["snapshots"]) == 2 and results["swa/n_averaged"] >= 1
+    from anneal.storage import load_tensors
+
+    assert all(not k.startswith("_orig_mod") for k in load_tensors(tmp_path / "swa.pt"))  # plain network weights
