@@ -4,6 +4,8 @@ import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 
@@ -17,17 +19,14 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         return run(cfg)
-    except (ConfigError, DataError, TrainingStopped) as error:
-        stop(f"{error}", code=2 if isinstance(error, (ConfigError, DataError)) else 3)
-    except SIGTERMException:
-        stop(f"stopped by SIGTERM; checkpoints/last.ckpt was saved: resume with "
-             f"hydra.run.dir={cfg.output_dir} ckpt_path=last", code=143)
-
-
-def stop(message: str, code: int) -> None:
-    logging.getLogger("anneal").error("%s", message)
-    print(f"anneal: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    except (ConfigError, DataError, TrainingStopped, SIGTERMException) as error:
+        message = (f"stopped by SIGTERM: resume from its last checkpoint with hydra.run.dir={cfg.output_dir} "
+                   f"ckpt_path=last" if isinstance(error, SIGTERMException) else str(error))
+        logging.getLogger("anneal").error("%s", message)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records this job as failed and the sweep's other jobs still run
+        print(f"anneal: error: {message}", file=sys.stderr)
+        sys.exit(143 if isinstance(error, SIGTERMException) else 2 if isinstance(error, (ConfigError, DataError)) else 3)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def mean_of(states, key):
 
 
 def test_swa_is_the_mean_of_the_weights_at_exactly_the_averaging_steps(tmp_path):
-    record, swa = RecordWeights(), SWA(swa_start=3, swa_freq=5, epochs=7)
+    record, swa = RecordWeights(), SWA(swa_start=3, swa_freq=5, total_epochs=7)
     fit(tmp_path, [swa, record])
     steps = list(range(3 * SPE, 7 * SPE + 1, 5))
     assert int(swa.average.n_averaged) == len(steps)
@@ -71,7 +71,7 @@ def test_swa_is_the_mean_of_the_weights_at_exactly_the_averaging_steps(tmp_path)
 
 
 def test_swa_cycle_mode_averages_exactly_at_the_cycle_ends(tmp_path):
-    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="cycle", epochs=7)
+    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="cycle", total_epochs=7)
     fit(tmp_path, [swa, record])
     ends = [1 * SPE, 3 * SPE, 7 * SPE]  # T_0 = 1, T_mult = 2
     assert int(swa.average.n_averaged) == 3
@@ -79,8 +79,24 @@ def test_swa_cycle_mode_averages_exactly_at_the_cycle_ends(tmp_path):
         torch.testing.assert_close(value.detach(), mean_of([record.after_step[s] for s in ends], key))
 
 
+def test_swa_once_per_epoch_averages_at_epoch_ends(tmp_path):
+    record, swa = RecordWeights(), SWA(swa_start=2, swa_freq="epoch", total_epochs=6)
+    fit(tmp_path, [swa, record], epochs=6)
+    ends = [e * SPE for e in range(2, 7)]
+    assert int(swa.average.n_averaged) == len(ends)
+    for key, value in swa.average.module.named_parameters():
+        torch.testing.assert_close(value.detach(), mean_of([record.after_step[s] for s in ends], key))
+
+
+def test_swa_without_bn_update_averages_the_bn_statistics(tmp_path):
+    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="epoch", bn_update=False, total_epochs=3)
+    fit(tmp_path, [swa, record], epochs=3)
+    running_mean = swa.average.module.state_dict()["1.running_mean"]
+    torch.testing.assert_close(running_mean, mean_of([record.after_step[s] for s in (8, 16, 24)], "1.running_mean"))
+
+
 def test_bn_statistics_after_the_update_equal_a_fresh_full_pass(tmp_path):
-    swa = SWA(swa_start=0.5, epochs=4)
+    swa = SWA(swa_start=0.5, total_epochs=4)
     trainer, module, data = fit(tmp_path, [swa], epochs=4)
     results = swa.evaluate(trainer, module, data)
     network = swa.average.module
@@ -109,7 +125,7 @@ def _predict(network, data):
 
 
 def test_swa_lr_switch_is_part_of_the_schedule(tmp_path):
-    swa = SWA(swa_start=4, swa_lr=0.01, anneal_epochs=1, epochs=6)
+    swa = SWA(swa_start=4, swa_lr=0.01, anneal_epochs=1, total_epochs=6)
     trainer, _, _ = fit(tmp_path, [swa], schedule=partial(Cosine), epochs=6, switch=swa.lr_switch())
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.schedule(3.9) == pytest.approx(Cosine(peak=0.05, total=6)(3.9))
@@ -117,7 +133,7 @@ def test_swa_lr_switch_is_part_of_the_schedule(tmp_path):
 
 
 def test_ema_follows_the_exponential_recursion(tmp_path):
-    record, ema = RecordWeights(), EMA(decay=0.9, every_n_steps=2, start=1, epochs=3)
+    record, ema = RecordWeights(), EMA(decay=0.9, every_n_steps=2, start=1, total_epochs=3)
     fit(tmp_path, [ema, record], epochs=3)
     steps = [s for s in range(SPE, 3 * SPE + 1) if s % 2 == 0]
     assert int(ema.average.n_averaged) == len(steps)
@@ -169,7 +185,7 @@ def test_ensemble_probabilities_are_the_mean_of_the_members():
 
 def test_callback_state_resumes_exactly_from_a_checkpoint(tmp_path):
     def callbacks(run_dir):
-        return [SWA(swa_start=1, swa_freq=3, epochs=7), SnapshotEnsemble(),
+        return [SWA(swa_start=1, swa_freq=3, total_epochs=7), SnapshotEnsemble(),
                 L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)]
 
     reference = callbacks(tmp_path / "a")
@@ -179,7 +195,7 @@ def test_callback_state_resumes_exactly_from_a_checkpoint(tmp_path):
     assert [s["epoch"] for s in interrupted[1].snapshots] == [1, 3]
     resumed = callbacks(tmp_path / "b")
     _, resumed_module, _ = fit(tmp_path / "b", resumed, ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
-    assert resumed[1].snapshots == [{**s, "file": s["file"]} for s in reference[1].snapshots]
+    assert resumed[1].snapshots == reference[1].snapshots
     for (key, value), expected in zip(resumed[0].average.state_dict().items(), reference[0].average.state_dict().values()):
         assert torch.equal(value, expected), key
     for (key, value), expected in zip(resumed_module.network.state_dict().items(),
@@ -188,16 +204,16 @@ def test_callback_state_resumes_exactly_from_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("make, key", [
-    (lambda: SWA(swa_start=-1, epochs=10), "averaging.swa_start"),
-    (lambda: SWA(swa_start=10, epochs=10), "averaging.swa_start"),
-    (lambda: SWA(swa_start=12, epochs=10), "averaging.swa_start"),
-    (lambda: SWA(swa_freq=0, epochs=10), "averaging.swa_freq"),
-    (lambda: SWA(swa_freq="epoch", epochs=10), "averaging.swa_freq"),
-    (lambda: SWA(swa_lr=-0.1, epochs=10), "averaging.swa_lr"),
-    (lambda: SWA(swa_freq="cycle", swa_lr=0.05, epochs=10), "averaging.swa_freq"),
-    (lambda: EMA(decay=1.0, epochs=10), "averaging.decay"),
-    (lambda: EMA(decay=0.0, epochs=10), "averaging.decay"),
-    (lambda: EMA(every_n_steps=0, epochs=10), "averaging.every_n_steps"),
+    (lambda: SWA(swa_start=-1, total_epochs=10), "averaging.swa_start"),
+    (lambda: SWA(swa_start=10, total_epochs=10), "averaging.swa_start"),
+    (lambda: SWA(swa_start=12, total_epochs=10), "averaging.swa_start"),
+    (lambda: SWA(swa_freq=0, total_epochs=10), "averaging.swa_freq"),
+    (lambda: SWA(swa_freq="hourly", total_epochs=10), "averaging.swa_freq"),
+    (lambda: SWA(swa_lr=-0.1, total_epochs=10), "averaging.swa_lr"),
+    (lambda: SWA(swa_freq="cycle", swa_lr=0.05, total_epochs=10), "averaging.swa_freq"),
+    (lambda: EMA(decay=1.0, total_epochs=10), "averaging.decay"),
+    (lambda: EMA(decay=0.0, total_epochs=10), "averaging.decay"),
+    (lambda: EMA(every_n_steps=0, total_epochs=10), "averaging.every_n_steps"),
     (lambda: SnapshotEnsemble(max_members=0), "ensemble.max_members"),
 ])
 def test_invalid_averaging_and_ensemble_settings(make, key):
@@ -205,7 +221,15 @@ def test_invalid_averaging_and_ensemble_settings(make, key):
         make()
 
 
-@pytest.mark.parametrize("callback", [SnapshotEnsemble(), SWA(swa_freq="cycle", epochs=10)])
+def test_cycle_swa_needs_a_cycle_end_after_its_start(caplog):
+    schedule = LrPlan(schedule=partial(SGDR, T_0=4, T_mult=1), epochs=10).build(0.1, Clock(5))  # ends 4, 8
+    with pytest.raises(ConfigError, match="no cycle of the schedule ends at or after averaging.swa_start"):
+        SWA(swa_start=9, swa_freq="cycle", total_epochs=10).check(schedule, Clock(5))
+    SWA(swa_start=6, swa_freq="cycle", total_epochs=10).check(schedule, Clock(5))
+    assert "only one cycle ends after swa_start (epoch 8)" in caplog.text
+
+
+@pytest.mark.parametrize("callback", [SnapshotEnsemble(), SWA(swa_freq="cycle", total_epochs=10)])
 def test_cycle_callbacks_need_a_schedule_with_cycles(callback):
     for schedule in (partial(Cosine), partial(Cyclic, step_size=20)):  # no cycle end within 10 epochs
         with pytest.raises(ConfigError, match="cycle"):
@@ -251,4 +275,4 @@ def test_ensemble_and_swa_results_reach_an_offline_wandb_run(tmp_path, monkeypat
     media = [str(p.relative_to(offline_run)) for p in offline_run.rglob("*") if p.is_file()]
     assert any("table/ensemble/table" in m and m.endswith(".table.json") for m in media)
     assert any("images/ensemble/plot" in m for m in media) and any("images/lr_schedule" in m for m in media)
-    assert list(offline_run.glob("*.wandb"))  # the metrics (swa/test/acc, ...) are in the run's record
+    assert list(offline_run.glob("*.wandb"))  # the run's record, where the scalar results go

@@ -57,5 +57,5 @@ def test_overrides_from_the_readme_compose(tmp_path):
     cfg = compose_config("schedule=sgdr", "warmup=linear", "averaging=swa", "ensemble=snapshot", "model=wrn",
                          "schedule.T_0=1", "schedule.T_mult=2", "optimizer.lr=0.1", "model.depth=16",
                          "model.widen_factor=4", "averaging.swa_freq=cycle", output_dir=tmp_path)
-    assert (cfg.schedule.T_0, cfg.model.depth, cfg.averaging.swa_freq, cfg.averaging.epochs) == (1, 16, "cycle", 30)
+    assert (cfg.schedule.T_0, cfg.model.depth, cfg.averaging.swa_freq, cfg.averaging.total_epochs) == (1, 16, "cycle", 30)
     assert cfg.data.root  # CIFAR10_ROOT or ./data

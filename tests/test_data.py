@@ -179,3 +179,18 @@ def test_invalid_data_settings(kwargs, key):
         Synthetic(**kwargs)
     with pytest.raises(ConfigError, match="data.val_size"):
         Synthetic(train_size=100, val_size=100).setup()
+
+
+def test_a_booby_trapped_batch_file_is_refused_without_running_it(tiny_cifar, tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    folder = tiny_cifar / "cifar-10-batches-py"
+    with open(folder / "data_batch_2", "wb") as f:
+        pickle.dump({"data": Exploit(), "labels": [0]}, f)
+    with pytest.raises(DataError, match="data_batch_2.*refusing to load posix.system"):
+        read_cifar10(folder)
+    assert not (tmp_path / "pwned").exists()

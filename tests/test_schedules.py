@@ -272,3 +272,14 @@ def test_invalid_warmup_settings_are_rejected(kwargs, key):
         LinearWarmup(**kwargs)
     with pytest.raises(ConfigError, match="warmup.start_lr"):
         ExponentialWarmup(start_lr=0.0)
+
+
+def test_epoch_interval_samples_the_warmup_and_the_swa_switch_at_whole_epochs_too():
+    from functools import partial
+
+    plan = LrPlan(schedule=partial(Cosine, interval="epoch"), warmup=LinearWarmup(epochs=4), epochs=10,
+                  switch=LrSwitch(start=8, lr=0.01, anneal_epochs=2))
+    s = plan.build(0.1, Clock(10))
+    assert [s(t) for t in (0.5, 1.0, 1.9, 3.99)] == pytest.approx([0.0, 0.025, 0.025, 0.075])  # Keras-style steps
+    assert s(4.5) == s(4.0) == pytest.approx(0.1)
+    assert s(8.5) == s(8.0) and s(9.5) == pytest.approx(0.01 + 0.5 * (s(8.0) - 0.01))

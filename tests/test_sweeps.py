@@ -53,3 +53,13 @@ def test_slurm_launcher_config_composes_without_slurm(tmp_path):
         cfg = compose("train", ["hydra/launcher=slurm", f"output_dir={tmp_path}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min == 240
+
+
+def test_a_failing_job_does_not_stop_the_other_jobs_and_the_summary_is_written(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_cli("-m", "schedule=sgdr", "schedule.T_0=50,1", "ensemble=snapshot", *SMALL, "logger=csv",
+                   f"hydra.sweep.dir={sweep}")  # the first job (T_0=50) has no cycle end in its 1 epoch: it fails
+    assert done.returncode != 0 and "ensemble=snapshot needs a schedule with cycles" in done.stderr
+    assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["schedule.T_0"] for r in rows] == ["1"]

@@ -74,7 +74,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     done = run_cli("data=synthetic", "data.train_size=512", "data.test_size=128", "trainer=ddp", "trainer.accelerator=cpu",
                    "trainer.max_epochs=2", "schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=1", "ensemble=snapshot",
-                   "averaging=swa", "averaging.swa_start=1", *FAST, f"hydra.run.dir={out}", timeout=600)
+                   "averaging=swa", "averaging.swa_start=1", *FAST[1:], "logger=wandb", "logger.mode=offline",
+                   f"hydra.run.dir={out}", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 2 * 2  # 512 images / 2 ranks / 128 per batch
@@ -83,6 +84,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert results["swa/bn_update_images"] == 512  # the BN pass saw the whole training set, not a shard
     assert [s["step"] for s in results["snapshots"]] == [2, 4]
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["snapshot_01_epoch1.pt", "snapshot_02_epoch2.pt"]
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 1  # one W&B run, from rank 0
+    assert "Error executing job" not in done.stdout + done.stderr  # rank 1 too ended cleanly
 
 
 def test_adaptive_sgdr_end_to_end_logs_the_lr_its_checkpointed_state_implies(tmp_path):

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from anneal.errors import ConfigError
+from anneal.module import Classifier
 from anneal.run import run
 from conftest import FAST, compose_config, run_cli
 
@@ -49,11 +50,19 @@ INVALID = [
     (["optimizer.lr=-0.1"], "optimizer.lr"),
     (["model=wrn", "model.depth=20"], "model.depth"),
     (["mode=fit"], "mode"),
+    (["optimized_metric=swa/test/acc"], "optimized_metric"),  # no averaging=swa in this run
+    (["optimized_metric=val/acc"], "optimized_metric"),  # no validation split
+    (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path"),
+    (["ckpt_path=last"], "ckpt_path"),  # a new run directory has no checkpoint yet
 ]
 
 
 @pytest.mark.parametrize("overrides, key", INVALID, ids=[" ".join(o) for o, _ in INVALID])
-def test_invalid_setting_is_rejected_before_training(overrides, key, tmp_path):
+def test_invalid_setting_is_rejected_before_training(overrides, key, tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a training step ran before the bad setting was reported")
+
+    monkeypatch.setattr(Classifier, "training_step", no_training)
     cfg = compose_config(*DATA, *overrides, *FAST, output_dir=tmp_path)
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as error:
@@ -70,3 +79,10 @@ def test_cli_reports_a_bad_setting_in_one_line_within_seconds(tmp_path):
     assert "anneal: error: schedule.T_mult=0.5 is invalid: must be >= 1" in done.stderr
     assert "Traceback" not in done.stderr
     assert time.perf_counter() - started < 30  # mostly interpreter and library start-up
+
+
+def test_a_rejected_run_leaves_no_wandb_run(tmp_path):
+    done = run_cli("data.root=" + str(tmp_path / "nothing"), "data.download=false", "logger=wandb",
+                   "logger.mode=offline", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "data.download=false" in done.stderr
+    assert not (tmp_path / "run" / "wandb").exists()

@@ -46,11 +46,25 @@ class DataError(RuntimeError):
 # --- reading and fetching CIFAR-10 ---------------------------------------------------------------
 
 
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR batch holds (a dict of numpy arrays, lists and strings) and nothing else:
+    a booby-trapped file under data.root cannot run code."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR batch")
+        return super().find_class(module, name)
+
+
 def read_batch_file(path: Path) -> tuple[Tensor, Tensor]:
     """One pickled CIFAR batch -> (uint8 N x 3 x 32 x 32 images, int64 labels)."""
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = BatchUnpickler(f, encoding="latin1").load()
         images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(entry["labels"], dtype=np.int64)
     except FileNotFoundError:
@@ -87,7 +101,8 @@ def safe_extract(archive: Path, target: Path) -> None:
             destination = (target / member.name).resolve()
             if not destination.is_relative_to(target) or member.issym() or member.islnk() or member.isdev():
                 raise DataError(f"refusing to extract {member.name!r} from {archive}: it points outside {target}")
-        tar.extractall(target, filter="data")
+        # Python's own member filter where it exists (3.10.12+, 3.11.4+); the checks above in any case
+        tar.extractall(target, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
 
 def check_reachable(url: str, timeout: float) -> None:
@@ -320,6 +335,12 @@ class ImageData(L.LightningDataModule):
     def steps_per_epoch(self, world_size: int = 1) -> int:
         self.setup()
         return math.ceil(len(self.splits["train"][0]) // world_size / self.batch_size)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        x, y = batch
+        if x.device == device:  # the images already live on the model's device (data.device=auto)
+            return batch
+        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def train_dataloader(self):
         if self._train is None:  # one object for the whole fit: its progress is what checkpoints hold

@@ -25,6 +25,11 @@ COLUMNS = ["members", "snapshot_epoch", "single/acc", "single/nll", "single/ece"
            "ensemble/acc", "ensemble/nll", "ensemble/ece"]
 
 
+def newest(snapshots: list, max_members: int | None) -> list:
+    """The snapshots an ensemble uses: the newest max_members (all when null)."""
+    return snapshots[-max_members:] if max_members else snapshots
+
+
 def member_probs(network: nn.Module, files: list[Path], batches, device) -> tuple[list[Tensor], Tensor]:
     """Each snapshot's test probabilities, one forward pass per snapshot."""
     probs, labels = [], None
@@ -105,15 +110,16 @@ def evaluate_run_dir(run_dir: Path, data_root: str | None = None, device: str = 
         for p in sorted((run_dir / "snapshots").glob("snapshot_*.pt"))]
     if not snapshots:
         raise SystemExit(f"no snapshots in {run_dir}")
+    members = newest(snapshots, OmegaConf.select(cfg, "ensemble.max_members"))
     network, _ = build_network(cfg.model)
     datamodule = instantiate(cfg.data)
-    probs, labels = member_probs(network.to(device), [run_dir / s["file"] for s in snapshots],
+    probs, labels = member_probs(network.to(device), [run_dir / s["file"] for s in members],
                                  datamodule.batches("test"), torch.device(device))
-    rows = ensemble_rows(probs, labels, [s["epoch"] if s["epoch"] is not None else float("nan") for s in snapshots])
+    rows = ensemble_rows(probs, labels, [s["epoch"] if s["epoch"] is not None else float("nan") for s in members])
     write_report(rows, run_dir)
-    for s, p in zip(snapshots, probs):
+    for s, p in zip(members, probs):
         s["test/acc"] = classification_metrics(p, labels)["acc"]
-    results.update(snapshots=snapshots, ensemble=results_ensemble(rows))
+    results.update(snapshots=snapshots, ensemble=results_ensemble(rows), **{"ensemble/test/acc": rows[-1]["ensemble/acc"]})
     save_json(results, results_path)
     return rows
 

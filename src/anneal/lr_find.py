@@ -89,6 +89,7 @@ def lr_find(cfg: DictConfig, trainer: L.Trainer, module, datamodule) -> float | 
                             "lr_find/range_max": lr_range[1]})
         if isinstance(logger, WandbLogger):
             logger.log_image("lr_find", images=[str(png)])
+        logger.finalize("success")
     advice = "no steepest-descent point (too few steps)" if suggestion is None else \
         f"steepest descent at lr = {suggestion:.3g}  ->  optimizer.lr={suggestion:.3g}"
     message = (f"LR range test ({len(lrs)} steps): {advice}\n"

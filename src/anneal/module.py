@@ -38,7 +38,7 @@ class Classifier(L.LightningModule):
         self.train_sums: torch.Tensor | None = None  # loss * images, correct, images
 
     def configure_model(self):
-        if self.compile and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
+        if self.compile and self.plain_network is self.network:  # not compiled yet
             self.network = torch.compile(self.network)
 
     @property
@@ -101,12 +101,6 @@ class Classifier(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._log_epoch("test")
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        x, y = batch
-        if x.device == device:  # the data module keeps the data on the model's device already
-            return batch
-        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def on_save_checkpoint(self, checkpoint):
         # Lightning restores weights, optimizer and loops but not the random generators; dropout (and anything

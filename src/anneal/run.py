@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -62,9 +63,7 @@ def group_sweep_jobs(cfg: DictConfig) -> None:
 def build_loggers(cfg: DictConfig) -> list:
     if not cfg.logger:
         return []
-    logger = instantiate(cfg.logger)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return [logger]
+    return [instantiate(cfg.logger)]  # W&B starts when something is logged, after the preflight
 
 
 def build_callbacks(cfg: DictConfig, lr_plan: LrPlan, extra: list, has_logger: bool) -> list:
@@ -83,10 +82,24 @@ def build_callbacks(cfg: DictConfig, lr_plan: LrPlan, extra: list, has_logger: b
 
 
 def steps_per_epoch_estimate(trainer: L.Trainer, datamodule) -> int:
-    return max(1, math.ceil(datamodule.steps_per_epoch(trainer.world_size) / trainer.accumulate_grad_batches))
+    """Optimizer steps per epoch before Lightning has counted them (it does so only inside fit), with
+    limit_train_batches (and fast_dev_run, which sets it) applied the way Lightning applies it."""
+    batches = datamodule.steps_per_epoch(trainer.world_size)
+    limit = trainer.limit_train_batches
+    batches = min(batches, int(limit)) if isinstance(limit, int) else max(1, int(batches * limit))
+    return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
 
-def preflight(trainer: L.Trainer, datamodule, module: Classifier, callbacks: list) -> tuple[Schedule, Clock]:
+def check_optimized_metric(cfg: DictConfig, datamodule, callbacks: list) -> None:
+    """The metric returned to a sweeper must be one this run will produce."""
+    has_val = datamodule.val_size > 0
+    produced = ["test/acc", "test/loss"] + (["val/acc", "val/loss"] if has_val else [])
+    produced += [m for c in callbacks if hasattr(c, "result_metrics") for m in c.result_metrics(has_val)]
+    require(cfg.optimized_metric in produced, "optimized_metric", cfg.optimized_metric,
+            f"this run produces {produced}")
+
+
+def preflight(cfg: DictConfig, trainer: L.Trainer, datamodule, module: Classifier, callbacks: list) -> tuple[Schedule, Clock]:
     """Build the run's lr function and check every setting that depends on it, before any training."""
     lr = getattr(module.optimizer_factory, "keywords", {}).get("lr")
     require(lr is None or lr > 0, "optimizer.lr", lr, "the peak learning rate must be > 0")
@@ -99,6 +112,9 @@ def preflight(trainer: L.Trainer, datamodule, module: Classifier, callbacks: lis
     for callback in callbacks:
         if hasattr(callback, "check"):
             callback.check(schedule, clock)
+    if cfg.mode == "train":
+        check_optimized_metric(cfg, datamodule, callbacks)
+        resolve_checkpoint(cfg.ckpt_path, cfg.output_dir)
     return schedule, clock
 
 
@@ -147,12 +163,16 @@ def run(cfg: DictConfig) -> float | None:
     callbacks = build_callbacks(cfg, lr_plan, [ensemble, averaging], has_logger=bool(loggers))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                           **({"enable_checkpointing": False} if cfg.mode == "lr_find" else {}))
-    preflight(trainer, datamodule, module, callbacks)
+    preflight(cfg, trainer, datamodule, module, callbacks)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     if cfg.mode == "lr_find":
         from anneal.lr_find import lr_find
 
-        return lr_find(cfg, trainer, module, datamodule)
+        suggestion = lr_find(cfg, trainer, module, datamodule)
+        finish_wandb()
+        return suggestion
     return fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers)
 
 
@@ -175,8 +195,8 @@ def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers) -> fl
     results["wall_seconds"] = round(time.perf_counter() - started, 2)
     if HydraConfig.initialized():
         results["overrides"] = list(HydraConfig.get().overrides.task)
-    for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger.experiment.settings.mode == "online":
+    for logger in loggers:  # (on other ranks Lightning hands out a stand-in experiment)
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero and logger.experiment.settings.mode == "online":
             results["wandb/path"] = logger.experiment.path  # entity/project/id: the notebook fetches curves from it
     if trainer.is_global_zero:
         path = save_json(results, Path(cfg.output_dir) / "results.json")
@@ -185,16 +205,11 @@ def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers) -> fl
         logger.log_metrics({k: v for k, v in results.items() if isinstance(v, (int, float))})
         logger.finalize("success")
     finish_wandb()
-    metric = results.get(cfg.optimized_metric)
-    if metric is None:
-        raise ConfigError(f"optimized_metric={cfg.optimized_metric!r} is not among the results: {sorted(results)}")
-    return metric
+    return results[cfg.optimized_metric]
 
 
 def finish_wandb() -> None:
     """Close the W&B run, so that the next job of a multirun (same process) starts its own."""
-    import sys
-
     if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
         sys.modules["wandb"].finish()
 
@@ -205,7 +220,7 @@ def preview(cfg: DictConfig, module: Classifier, datamodule) -> None:
 
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False,
                           enable_model_summary=False)
-    schedule, clock = preflight(trainer, datamodule, module, [])
+    schedule, clock = preflight(cfg, trainer, datamodule, module, [])
     total_steps = clock.step_at(cfg.trainer.max_epochs)
     png, csv_path = render(schedule, clock, total_steps, cfg.output_dir, f"lr schedule: {module.lr_plan.describe()}")
     ends = ", ".join(f"{e:g}" for e in schedule.cycle_ends()) or "none"

@@ -53,7 +53,7 @@ class Clock:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Base: subclasses implement `lr(t)` and, if they have cycles, `ends()`."""
+    """Base: subclasses implement `lr(t)` and, if they have cycles, `uncapped_cycle_ends()`."""
 
     peak: float
     total: float
@@ -71,13 +71,14 @@ class Schedule:
     def lr(self, t: float) -> float:
         raise NotImplementedError
 
-    def ends(self) -> list[float]:
+    def uncapped_cycle_ends(self) -> list[float]:
+        """Where cycles end as the formula has it, up to about the end of training."""
         return []
 
     def cycle_ends(self) -> list[float]:
         """Times (epochs) at which a cycle ends, within training. Sampled per epoch, a cycle ends at
         the whole epoch on which the restart is first seen."""
-        ends = [e for e in self.ends() if e <= self.total + EPS]
+        ends = [e for e in self.uncapped_cycle_ends() if e <= self.total + EPS]
         return sorted({math.ceil(e - EPS) for e in ends}) if self.interval == "epoch" else ends
 
     # Stateless schedules: nothing to observe, nothing to checkpoint.
@@ -227,7 +228,7 @@ class SGDR(Schedule):
         i, T_cur, T_i = self.position(t, ending)
         return cosine(self.peak * self.cycle_decay**i, self.lr_min, T_cur / T_i)
 
-    def ends(self):
+    def uncapped_cycle_ends(self):
         return restart_times(self.T_0, self.T_mult, self.total)
 
 
@@ -266,7 +267,7 @@ class Cyclic(Schedule):
         scale = {"triangular": 1.0, "triangular2": 0.5 ** (cycle - 1), "exp_range": self.gamma**t}[self.mode]
         return self.lr_min + (self.peak - self.lr_min) * max(0.0, 1.0 - x) * scale
 
-    def ends(self):
+    def uncapped_cycle_ends(self):
         return restart_times(2 * self.step_size, 1.0, self.total)
 
 
@@ -306,7 +307,7 @@ class AdaptiveSGDR(Schedule):
     lr_min: float = 0.0
     trigger_val_acc: float = 0.85
     compression: float = 5.0
-    state: dict = field(default_factory=dict, init=False)  # triggered_at, peaks (one per started cycle), next_peak, best_val_acc
+    state: dict = field(default_factory=dict, init=False, compare=False)  # triggered_at, peaks (one per started cycle), next_peak, best_val_acc
     needs_val_acc = True
 
     def __post_init__(self):
@@ -344,7 +345,7 @@ class AdaptiveSGDR(Schedule):
             s["best_val_acc"] = val_acc
             s["next_peak"] = max(s["peaks"][i] / self.compression, self.lr(t, ending=True))
 
-    def ends(self):
+    def uncapped_cycle_ends(self):
         start = self.state["triggered_at"]
         return [] if start is None else [start + e for e in restart_times(self.T_0, self.T_mult, self.total - start)]
 
@@ -410,16 +411,39 @@ class ExponentialWarmup(LinearWarmup):
         return start * (target / start) ** progress
 
 
-class Warmed:
-    """A schedule preceded by a warmup ramp of `duration` epochs."""
+class Wrapped:
+    """A schedule wrapped in something that changes its lr over part of training (a warmup, the SWA switch).
+    It offers what a Schedule offers, delegating to the inner one, and samples its own changes the way
+    the inner schedule is sampled (per step, or at whole epochs)."""
+
+    def __init__(self, schedule: Schedule, total: float):
+        self.schedule, self.total = schedule, total
+        self.peak, self.interval, self.needs_val_acc = schedule.peak, schedule.interval, schedule.needs_val_acc
+
+    def sample(self, t: float) -> float:
+        return math.floor(t + EPS) if self.interval == "epoch" else t
+
+    def observe(self, t, val_acc):
+        self.schedule.observe(t, val_acc)
+
+    def state_dict(self):
+        return self.schedule.state_dict()
+
+    def load_state_dict(self, state):
+        self.schedule.load_state_dict(state)
+
+
+class Warmed(Wrapped):
+    """A schedule preceded by a warmup ramp of `duration` epochs; the schedule's clock starts after it."""
 
     def __init__(self, schedule: Schedule, duration: float, ramp: Callable[[float], float]):
-        self.schedule, self.duration, self.ramp = schedule, duration, ramp
-        self.peak, self.total = schedule.peak, duration + schedule.total
-        self.needs_val_acc = schedule.needs_val_acc
+        super().__init__(schedule, duration + schedule.total)
+        self.duration, self.ramp = duration, ramp
 
     def __call__(self, t):
-        return self.ramp(t / self.duration) if t < self.duration else self.schedule(t - self.duration)
+        if t < self.duration:
+            return self.ramp(self.sample(t) / self.duration)
+        return self.schedule(t - self.duration)
 
     def cycle_ends(self):
         return [self.duration + e for e in self.schedule.cycle_ends()]
@@ -427,12 +451,6 @@ class Warmed:
     def observe(self, t, val_acc):
         if t >= self.duration:
             self.schedule.observe(t - self.duration, val_acc)
-
-    def state_dict(self):
-        return self.schedule.state_dict()
-
-    def load_state_dict(self, state):
-        self.schedule.load_state_dict(state)
 
 
 @dataclass(frozen=True)
@@ -448,18 +466,17 @@ class LrSwitch:
         return Switched(schedule, self)
 
 
-class Switched:
+class Switched(Wrapped):
     def __init__(self, schedule: Schedule, switch: LrSwitch):
-        self.schedule, self.switch = schedule, switch
-        self.peak, self.total, self.needs_val_acc = schedule.peak, schedule.total, schedule.needs_val_acc
-        self.observe, self.state_dict, self.load_state_dict = schedule.observe, schedule.state_dict, schedule.load_state_dict
+        super().__init__(schedule, schedule.total)
+        self.switch = switch
 
     def __call__(self, t):
         start, anneal = self.switch.start, self.switch.anneal_epochs
         if t < start:
             return self.schedule(t)
-        progress = 1.0 if anneal <= 0 else min((t - start) / anneal, 1.0)
-        return cosine(self.schedule(start), self.switch.lr, progress)
+        progress = 1.0 if anneal <= 0 else min((self.sample(t) - start) / anneal, 1.0)
+        return cosine(self.schedule(start), self.switch.lr, max(progress, 0.0))
 
     def cycle_ends(self):
         return [e for e in self.schedule.cycle_ends() if e <= self.switch.start + EPS]

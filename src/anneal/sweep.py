@@ -1,18 +1,23 @@
 """The summary of a multirun: a table of every job's overrides and results, and a plot, in the sweep dir.
 
-Hydra calls `SweepSummary.on_multirun_end` when a sweep ends; `python -m anneal.sweep SWEEP_DIR`
-writes the same files for a sweep directory by hand (e.g. after an interrupted sweep)."""
+Hydra calls `SweepSummary` after every job and when the sweep ends; `python -m anneal.sweep SWEEP_DIR`
+writes the same files for a sweep directory by hand."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import sys
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from anneal.storage import atomic_write, save_text
 
 log = logging.getLogger(__name__)
 METRICS = ["test/acc", "test/loss", "val/acc", "ensemble/test/acc", "snapshots/test/acc_mean", "swa/test/acc",
@@ -48,14 +53,15 @@ def write_summary(sweep_dir: Path) -> list[Path]:
         log.warning("no results.json under %s: no sweep summary", sweep_dir)
         return []
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(buffer.getvalue(), sweep_dir / "summary.csv")  # atomic: parallel jobs may rewrite it at once
     cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v if v is not None else "")  # noqa: E731
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    save_text("\n".join(lines) + "\n", sweep_dir / "summary.md")
     paths = [sweep_dir / "summary.csv", sweep_dir / "summary.md", plot(rows, sweep_dir / "summary.png")]
     log.info("sweep summary of %d jobs: %s", len(rows), ", ".join(str(p) for p in paths))
     return paths
@@ -85,7 +91,7 @@ def plot(rows: list[dict], path: Path, metric: str = "test/acc") -> Path:
         labels = [", ".join(f"{k}={r.get(k)}" for k in keys) or r["job"] for r in rows]
         ax.barh(labels, [r.get(metric, float("nan")) for r in rows])
         ax.set(xlabel=metric, title=f"{metric} per job")
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path
 
 
@@ -97,6 +103,12 @@ def _numeric(value: str):
 
 
 class SweepSummary(Callback):
+    """Rewrites the summary after every job (so a failed or interrupted sweep still has one) and at the end."""
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            write_summary(Path(HydraConfig.get().sweep.dir))
+
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         write_summary(Path(config.hydra.sweep.dir))
 

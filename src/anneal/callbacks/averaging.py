@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_m
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
 from anneal.module import lr_scheduler
-from anneal.schedules import LrSwitch, fraction_or_epochs, has_cycles
+from anneal.schedules import LrSwitch, fraction_or_epochs
 from anneal.storage import save_tensors
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,12 @@ class WeightAverage(L.Callback):
 
     prefix = "avg"
 
-    def __init__(self, start: float, epochs: float, *, start_key: str, bn_update: bool, use_buffers: bool,
+    def __init__(self, start: float, total_epochs: float, *, start_key: str, bn_update: bool, use_buffers: bool,
                  multi_avg_fn=None):
         require(start >= 0, start_key, start, "must be >= 0 (epochs, or a fraction of training if < 1)")
-        self.start, self.epochs = start, epochs
-        require(self.start_epochs < epochs, start_key, start,
-                f"must start before the end of training (trainer.max_epochs={epochs})")
+        self.start, self.total_epochs = start, total_epochs
+        require(self.start_epochs < total_epochs, start_key, start,
+                f"must start before the end of training (trainer.max_epochs={total_epochs})")
         self.bn_update, self.use_buffers, self.multi_avg_fn = bn_update, use_buffers, multi_avg_fn
         self.average: AveragedModel | None = None
         self.last_step, self.start_step = 0, 0
@@ -42,10 +42,14 @@ class WeightAverage(L.Callback):
 
     @property
     def start_epochs(self) -> float:
-        return fraction_or_epochs(self.start, self.epochs)
+        return fraction_or_epochs(self.start, self.total_epochs)
 
     def should_update(self, step: int) -> bool:
         raise NotImplementedError
+
+    def result_metrics(self, has_val: bool) -> list[str]:
+        splits = ["test", "val"] if has_val else ["test"]
+        return [f"{self.prefix}/{split}/{m}" for split in splits for m in ("acc", "loss")]
 
     def on_fit_start(self, trainer, pl_module):
         # created here, after Lightning moved the network to its device, so updates never cross devices
@@ -56,7 +60,8 @@ class WeightAverage(L.Callback):
             self.load_state_dict(self._pending_state)
 
     def on_train_start(self, trainer, pl_module):
-        self.start_step = lr_scheduler(trainer).clock.step_at(self.start_epochs)
+        self.scheduler = lr_scheduler(trainer)
+        self.start_step = self.scheduler.clock.step_at(self.start_epochs)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
@@ -97,27 +102,39 @@ class WeightAverage(L.Callback):
             results |= {f"{p}/{split}/acc": metrics["acc"], f"{p}/{split}/loss": metrics["nll"]}
         if trainer.is_global_zero:
             save_tensors(network.state_dict(), Path(trainer.default_root_dir) / f"{p}.pt")
-        for logger in trainer.loggers:
-            logger.log_metrics(results, step=trainer.global_step)
         log.info("%s model (%d weights averaged): test acc %.4f", p, n, results[f"{p}/test/acc"])
         return results
 
 
+_swa_mean = get_swa_multi_avg_fn()
+
+
+def swa_mean(averaged: list, current: list, num_averaged) -> None:
+    """torch's multi-tensor SWA mean for float tensors; integer buffers (BatchNorm's batch counter, which
+    torch's function cannot divide) take the current value."""
+    if averaged[0].is_floating_point():
+        _swa_mean(averaged, current, num_averaged)
+    else:
+        torch._foreach_copy_(averaged, current)
+
+
 class SWA(WeightAverage):
     """Stochastic weight averaging (Izmailov et al. 2018): the equal-weight mean of the weights after
-    every `swa_freq`-th optimizer step from `swa_start` on, or after each cycle end (swa_freq="cycle").
-    swa_lr null leaves the schedule alone; a value switches to it at swa_start (annealed over
-    anneal_epochs), shown in the lr preview like any other part of the schedule."""
+    every `swa_freq`-th optimizer step from `swa_start` on, after every epoch (swa_freq="epoch", the
+    paper's), or after each cycle end of the schedule (swa_freq="cycle"). swa_lr null leaves the schedule
+    alone; a value switches to it at swa_start (annealed over anneal_epochs), shown in the lr preview
+    like any other part of the schedule. Without bn_update, BatchNorm statistics are averaged too."""
 
     prefix = "swa"
+    FREQUENCIES = ("epoch", "cycle")
 
     def __init__(self, swa_start: float = 0.75, swa_freq: int | str = 1, swa_lr: float | None = None,
-                 anneal_epochs: float = 5.0, epochs: float = 1.0, bn_update: bool = True):
-        # the multi-tensor mean: AveragedModel's default falls back to a per-tensor loop on CPUs (2-3x slower)
-        super().__init__(swa_start, epochs, start_key="averaging.swa_start", bn_update=bn_update, use_buffers=False,
-                         multi_avg_fn=get_swa_multi_avg_fn())
-        require(swa_freq == "cycle" or (isinstance(swa_freq, int) and swa_freq >= 1), "averaging.swa_freq",
-                swa_freq, "an integer >= 1 (optimizer steps) or 'cycle'")
+                 anneal_epochs: float = 5.0, total_epochs: float = 1.0, bn_update: bool = True):
+        # a multi-tensor mean: AveragedModel's default falls back to a per-tensor loop on CPUs (2-3x slower)
+        super().__init__(swa_start, total_epochs, start_key="averaging.swa_start", bn_update=bn_update,
+                         use_buffers=not bn_update, multi_avg_fn=swa_mean)
+        require(swa_freq in self.FREQUENCIES or (isinstance(swa_freq, int) and swa_freq >= 1), "averaging.swa_freq",
+                swa_freq, "an integer >= 1 (optimizer steps), 'epoch' or 'cycle'")
         require(swa_lr is None or swa_lr > 0, "averaging.swa_lr", swa_lr, "must be > 0, or null to keep the schedule")
         require(anneal_epochs >= 0, "averaging.anneal_epochs", anneal_epochs, "must be >= 0")
         if swa_freq == "cycle" and swa_lr is not None:
@@ -129,18 +146,22 @@ class SWA(WeightAverage):
         return None if self.swa_lr is None else LrSwitch(self.start_epochs, self.swa_lr, self.anneal_epochs)
 
     def check(self, schedule, clock) -> None:
-        if self.swa_freq == "cycle" and not has_cycles(schedule):
-            raise ConfigError("averaging.swa_freq=cycle needs a schedule with cycles (sgdr, snapshot, cyclic, "
-                              "adaptive_sgdr); this one has no cycle end within training")
-
-    def on_train_start(self, trainer, pl_module):
-        super().on_train_start(trainer, pl_module)
-        self._scheduler = lr_scheduler(trainer)
+        if self.swa_freq != "cycle" or schedule.needs_val_acc:
+            return
+        ends = [e for e in schedule.cycle_ends() if e >= self.start_epochs]
+        if not ends:
+            raise ConfigError(f"averaging.swa_freq=cycle is invalid here: no cycle of the schedule ends at or after "
+                              f"averaging.swa_start ({self.start_epochs:g} epochs), so nothing would be averaged; cycle "
+                              f"ends: {schedule.cycle_ends() or 'none'}. Lower swa_start or use a schedule with cycles")
+        if len(ends) == 1:
+            log.warning("averaging.swa_freq=cycle: only one cycle ends after swa_start (epoch %g), so the SWA model "
+                        "is a single set of weights; lower averaging.swa_start or shorten the cycles", ends[0])
 
     def should_update(self, step):
         if self.swa_freq == "cycle":
-            return step in self._scheduler.cycle_end_steps()
-        return (step - self.start_step) % self.swa_freq == 0
+            return step in self.scheduler.cycle_end_steps()
+        every = self.scheduler.clock.steps_per_epoch if self.swa_freq == "epoch" else self.swa_freq
+        return (step - self.start_step) % every == 0
 
 
 class EMA(WeightAverage):
@@ -149,14 +170,14 @@ class EMA(WeightAverage):
 
     prefix = "ema"
 
-    def __init__(self, decay: float = 0.999, every_n_steps: int = 1, start: float = 0.0, epochs: float = 1.0,
+    def __init__(self, decay: float = 0.999, every_n_steps: int = 1, start: float = 0.0, total_epochs: float = 1.0,
                  bn_update: bool = False):
         require(0 < decay < 1, "averaging.decay", decay, "must be in (0, 1)")
         require(isinstance(every_n_steps, int) and every_n_steps >= 1, "averaging.every_n_steps", every_n_steps,
                 "must be an integer >= 1")
-        super().__init__(start, epochs, start_key="averaging.start", bn_update=bn_update, use_buffers=True,
+        super().__init__(start, total_epochs, start_key="averaging.start", bn_update=bn_update, use_buffers=True,
                          multi_avg_fn=get_ema_multi_avg_fn(decay))
-        self.decay, self.every_n_steps = decay, every_n_steps
+        self.every_n_steps = every_n_steps
 
     def should_update(self, step):
-        return step % self.every_n_steps == 0
+        return (step - self.start_step) % self.every_n_steps == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from anneal.ensemble import ensemble_rows, member_probs, results_ensemble, single_model_spread, write_report
+from anneal.ensemble import ensemble_rows, member_probs, newest, results_ensemble, single_model_spread, write_report
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics
 from anneal.module import lr_scheduler
@@ -36,8 +36,8 @@ class SnapshotEnsemble(L.Callback):
     def check(self, schedule, clock) -> None:
         if not has_cycles(schedule):
             raise ConfigError("ensemble=snapshot needs a schedule with cycles, and this one has no cycle end "
-                              "within training: use schedule=sgdr, snapshot, cyclic or adaptive_sgdr "
-                              "(or add ensemble.include_final=true to a cyclic one that ends mid-cycle)")
+                              "within training: use schedule=sgdr, snapshot, cyclic or adaptive_sgdr, with cycles "
+                              "shorter than trainer.max_epochs")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step in lr_scheduler(trainer).cycle_end_steps():
@@ -70,7 +70,7 @@ class SnapshotEnsemble(L.Callback):
                 log.warning("ensemble=snapshot: no cycle ended during training, so there is nothing to ensemble")
             return {}
         run_dir = Path(trainer.default_root_dir)
-        members = self.snapshots[-self.max_members:] if self.max_members else self.snapshots
+        members = newest(self.snapshots, self.max_members)
         network = copy.deepcopy(module.plain_network)
         probs, labels = member_probs(network, [run_dir / s["file"] for s in members],
                                      datamodule.batches("test"), module.device)
@@ -80,10 +80,11 @@ class SnapshotEnsemble(L.Callback):
         accs = {s["step"]: classification_metrics(p, labels)["acc"] for s, p in zip(members, probs)}
         snapshots = [{**s, "test/acc": accs.get(s["step"])} for s in self.snapshots]
         for logger in trainer.loggers:
-            logger.log_metrics({"ensemble/test/acc": rows[-1]["ensemble/acc"], "snapshots/test/acc_mean": mean,
-                                "snapshots/test/acc_std": std})
             if isinstance(logger, WandbLogger):
                 logger.log_table("ensemble/table", columns=list(rows[0]), data=[list(r.values()) for r in rows])
                 logger.log_image("ensemble/plot", images=[str(run_dir / "ensemble.png")])
-        return {"snapshots": snapshots, "ensemble": results_ensemble(rows),
+        return {"snapshots": snapshots, "ensemble": results_ensemble(rows), "ensemble/test/acc": rows[-1]["ensemble/acc"],
                 "snapshots/test/acc_mean": mean, "snapshots/test/acc_std": std}
+
+    def result_metrics(self, has_val: bool) -> list[str]:
+        return ["ensemble/test/acc", "snapshots/test/acc_mean"]
