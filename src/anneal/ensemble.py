@@ -93,6 +93,22 @@ def write_report(rows: list[dict], run_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def evaluate_snapshots(network: nn.Module, snapshots: list[dict], max_members: int | None, run_dir: Path, batches,
+                       device) -> tuple[list[dict], dict]:
+    """The ensemble table of a run's snapshots (written to run_dir as csv, md and png) and what goes into
+    results.json: each member's test accuracy, the ensemble rows, and the single snapshots' mean and std."""
+    members = newest(snapshots, max_members)
+    probs, labels = member_probs(network, [run_dir / s["file"] for s in members], batches, device)
+    epochs = [s["epoch"] if s["epoch"] is not None else float("nan") for s in members]
+    rows = ensemble_rows(probs, labels, epochs)
+    write_report(rows, run_dir)
+    accs = {s["file"]: row["single/acc"] for s, row in zip(members, rows)}
+    mean, std = single_model_spread(rows)
+    return rows, {"snapshots": [{**s, "test/acc": accs.get(s["file"])} for s in snapshots],
+                  "ensemble": results_ensemble(rows), "ensemble/test/acc": rows[-1]["ensemble/acc"],
+                  "snapshots/test/acc_mean": mean, "snapshots/test/acc_std": std}
+
+
 def evaluate_run_dir(run_dir: Path, data_root: str | None = None, device: str = "cpu") -> list[dict]:
     """Re-evaluate the snapshots of a finished run and update its ensemble files and results.json."""
     from hydra.utils import instantiate
@@ -110,17 +126,10 @@ def evaluate_run_dir(run_dir: Path, data_root: str | None = None, device: str = 
         for p in sorted((run_dir / "snapshots").glob("snapshot_*.pt"))]
     if not snapshots:
         raise SystemExit(f"no snapshots in {run_dir}")
-    members = newest(snapshots, OmegaConf.select(cfg, "ensemble.max_members"))
     network, _ = build_network(cfg.model)
-    datamodule = instantiate(cfg.data)
-    probs, labels = member_probs(network.to(device), [run_dir / s["file"] for s in members],
-                                 datamodule.batches("test"), torch.device(device))
-    rows = ensemble_rows(probs, labels, [s["epoch"] if s["epoch"] is not None else float("nan") for s in members])
-    write_report(rows, run_dir)
-    for s, p in zip(members, probs):
-        s["test/acc"] = classification_metrics(p, labels)["acc"]
-    results.update(snapshots=snapshots, ensemble=results_ensemble(rows), **{"ensemble/test/acc": rows[-1]["ensemble/acc"]})
-    save_json(results, results_path)
+    rows, evaluated = evaluate_snapshots(network.to(device), snapshots, OmegaConf.select(cfg, "ensemble.max_members"),
+                                         run_dir, instantiate(cfg.data).batches("test"), torch.device(device))
+    save_json(results | evaluated, results_path)
     return rows
 
 

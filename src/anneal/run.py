@@ -114,7 +114,6 @@ def preflight(cfg: DictConfig, trainer: L.Trainer, datamodule, module: Classifie
             callback.check(schedule, clock)
     if cfg.mode == "train":
         check_optimized_metric(cfg, datamodule, callbacks)
-        resolve_checkpoint(cfg.ckpt_path, cfg.output_dir)
     return schedule, clock
 
 
@@ -164,6 +163,7 @@ def run(cfg: DictConfig) -> float | None:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                           **({"enable_checkpointing": False} if cfg.mode == "lr_find" else {}))
     preflight(cfg, trainer, datamodule, module, callbacks)
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, cfg.output_dir) if cfg.mode == "train" else None
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -173,12 +173,11 @@ def run(cfg: DictConfig) -> float | None:
         suggestion = lr_find(cfg, trainer, module, datamodule)
         finish_wandb()
         return suggestion
-    return fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers)
+    return fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers, ckpt_path)
 
 
-def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers) -> float | None:
+def fit_and_evaluate(cfg, trainer, module, datamodule, callbacks, loggers, ckpt_path: str | None) -> float | None:
     started = time.perf_counter()
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, cfg.output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     validated = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     (tested,) = trainer.test(module, datamodule=datamodule, ckpt_path=None, verbose=False)

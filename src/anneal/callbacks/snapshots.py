@@ -9,9 +9,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from anneal.ensemble import ensemble_rows, member_probs, newest, results_ensemble, single_model_spread, write_report
+from anneal.ensemble import evaluate_snapshots
 from anneal.errors import ConfigError, require
-from anneal.evaluation import classification_metrics
 from anneal.module import lr_scheduler
 from anneal.schedules import has_cycles
 from anneal.storage import save_tensors
@@ -70,21 +69,13 @@ class SnapshotEnsemble(L.Callback):
                 log.warning("ensemble=snapshot: no cycle ended during training, so there is nothing to ensemble")
             return {}
         run_dir = Path(trainer.default_root_dir)
-        members = newest(self.snapshots, self.max_members)
-        network = copy.deepcopy(module.plain_network)
-        probs, labels = member_probs(network, [run_dir / s["file"] for s in members],
-                                     datamodule.batches("test"), module.device)
-        rows = ensemble_rows(probs, labels, [s["epoch"] for s in members])
-        write_report(rows, run_dir)
-        mean, std = single_model_spread(rows)
-        accs = {s["step"]: classification_metrics(p, labels)["acc"] for s, p in zip(members, probs)}
-        snapshots = [{**s, "test/acc": accs.get(s["step"])} for s in self.snapshots]
+        rows, results = evaluate_snapshots(copy.deepcopy(module.plain_network), self.snapshots, self.max_members,
+                                           run_dir, datamodule.batches("test"), module.device)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_table("ensemble/table", columns=list(rows[0]), data=[list(r.values()) for r in rows])
                 logger.log_image("ensemble/plot", images=[str(run_dir / "ensemble.png")])
-        return {"snapshots": snapshots, "ensemble": results_ensemble(rows), "ensemble/test/acc": rows[-1]["ensemble/acc"],
-                "snapshots/test/acc_mean": mean, "snapshots/test/acc_std": std}
+        return results
 
     def result_metrics(self, has_val: bool) -> list[str]:
         return ["ensemble/test/acc", "snapshots/test/acc_mean"]
