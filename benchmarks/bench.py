@@ -37,10 +37,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from PIL import Image, ImageOps
 
+from anneal.config import build_network
 from anneal.data import CIFAR10, Synthetic
-from anneal.ensemble import ensemble_rows, member_probs
-from anneal.run import build_network, run
-from anneal.schedules import Clock, Cosine, ScheduleLR
+from anneal.evaluation import ensemble_rows, member_probs
+from anneal.run import run
+from anneal.schedules import Clock, Cosine, LrPlan, ScheduleLR
 from anneal.storage import save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ class EpochTimer(L.Callback):
     """Whole epochs, start to start: training, validation, epoch-end hooks and the checkpoint included.
     The run builds it from the config; `EpochTimer.latest` is the one it built."""
 
-    latest: "EpochTimer | None" = None
+    latest: EpochTimer | None = None
 
     def __init__(self):
         self.starts: list[float] = []
@@ -85,10 +86,21 @@ def config(args, out: Path, *overrides: str):
     else:
         data = [f"data.root={os.environ['CIFAR10_ROOT']}"]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", [*data, f"model={args.model}", f"data.batch_size={args.batch_size}", "logger=csv",
-                                f"trainer.max_epochs={args.epochs}", f"trainer.precision={args.precision}",
-                                f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
-                                f"model.compile={str(args.compile).lower()}", f"output_dir={out}", *overrides])
+        cfg = compose(
+            "train",
+            [
+                *data,
+                f"model={args.model}",
+                f"data.batch_size={args.batch_size}",
+                "logger=csv",
+                f"trainer.max_epochs={args.epochs}",
+                f"trainer.precision={args.precision}",
+                f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+                f"model.compile={str(args.compile).lower()}",
+                f"output_dir={out}",
+                *overrides,
+            ],
+        )
     with open_dict(cfg):
         cfg.callbacks.epoch_timer = {"_target_": f"{EpochTimer.__module__}.EpochTimer"}
     return cfg
@@ -105,7 +117,7 @@ def plain_epochs(args) -> list[float]:
     """The same network, data loader, optimizer and per-step lr schedule in a bare PyTorch loop."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    network, _ = build_network(config(args, Path(tempfile.gettempdir())).model)
+    network = build_network(config(args, Path(tempfile.gettempdir())), num_classes=10).network
     network = network.to(device)
     if args.device == "cuda":
         network = network.to(memory_format=torch.channels_last)
@@ -114,10 +126,18 @@ def plain_epochs(args) -> list[float]:
     data = data_module(args, device="cpu")
     batches = data.batches("train", train=True, batch_size=args.batch_size)
     if args.device == "cuda":  # the data lives on the GPU as in anneal's GPU path
-        batches = type(batches)(batches.images.to(device), batches.labels.to(device), args.batch_size, data.mean,
-                                data.std, shuffle=True, augment=True)
+        batches = type(batches)(
+            batches.images.to(device),
+            batches.labels.to(device),
+            args.batch_size,
+            data.mean,
+            data.std,
+            shuffle=True,
+            augment=True,
+        )
     optimizer = torch.optim.SGD(network.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    scheduler = ScheduleLR(optimizer, Cosine(peak=0.05, total=args.epochs), Clock(len(batches)))
+    plan = LrPlan(Clock(len(batches), len(batches) * args.epochs), 0.05, Cosine(peak=0.05, total=args.epochs))
+    scheduler = ScheduleLR(optimizer, plan)
     autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     times = []
     for _ in range(args.epochs):
@@ -142,7 +162,7 @@ def rounds(args, sides: dict) -> dict[str, float]:
     samples = {name: [] for name in sides}
     names = list(sides)
     for r in range(args.rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             samples[name] += sides[name]()
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -151,10 +171,15 @@ def section_a(args) -> list[dict]:
     medians = rounds(args, {"plain": lambda: plain_epochs(args), "anneal": lambda: anneal_epochs(args)})
     images = data_module(args).splits["train"][0].shape[0]
     source = f"{images} generated images" if args.synthetic_size else f"{images} real images"
-    return [{"what": f"(a) anneal epoch / plain PyTorch epoch, {args.model}, batch {args.batch_size}, {source}",
-             "ratio": medians["anneal"] / medians["plain"], "target": "<= 1.10",
-             "detail": f"plain {medians['plain']:.3f} s ({images / medians['plain']:.0f} img/s), "
-                       f"anneal {medians['anneal']:.3f} s ({images / medians['anneal']:.0f} img/s)"}]
+    return [
+        {
+            "what": f"(a) anneal epoch / plain PyTorch epoch, {args.model}, batch {args.batch_size}, {source}",
+            "ratio": medians["anneal"] / medians["plain"],
+            "target": "<= 1.10",
+            "detail": f"plain {medians['plain']:.3f} s ({images / medians['plain']:.0f} img/s), "
+            f"anneal {medians['anneal']:.3f} s ({images / medians['anneal']:.0f} img/s)",
+        }
+    ]
 
 
 class PerSampleCIFAR(torch.utils.data.Dataset):
@@ -193,32 +218,56 @@ def section_b(args) -> list[dict]:
     data = data_module(args, device="cpu")
     images, labels = data.splits["train"]
     tensor_batches = data.batches("train", train=True, batch_size=args.batch_size)
-    per_sample = torch.utils.data.DataLoader(PerSampleCIFAR(images, labels, data.mean, data.std),
-                                             batch_size=args.batch_size, shuffle=True, num_workers=0)
-    network = build_network(config(args, Path(tempfile.gettempdir())).model)[0]
+    per_sample = torch.utils.data.DataLoader(
+        PerSampleCIFAR(images, labels, data.mean, data.std), batch_size=args.batch_size, shuffle=True, num_workers=0
+    )
+    network = build_network(config(args, Path(tempfile.gettempdir())), num_classes=10).network
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9)
-    medians = rounds(args, {
-        "tensor": lambda: [one_epoch(tensor_batches)], "per_sample": lambda: [one_epoch(per_sample)],
-        "tensor+net": lambda: [one_epoch(tensor_batches, network, optimizer)],
-        "per_sample+net": lambda: [one_epoch(per_sample, network, optimizer)]})
+    medians = rounds(
+        args,
+        {
+            "tensor": lambda: [one_epoch(tensor_batches)],
+            "per_sample": lambda: [one_epoch(per_sample)],
+            "tensor+net": lambda: [one_epoch(tensor_batches, network, optimizer)],
+            "per_sample+net": lambda: [one_epoch(per_sample, network, optimizer)],
+        },
+    )
     n = len(images)
     rate = {k: n / v for k, v in medians.items()}
-    return [{"what": "(b) batched uint8 tensor pipeline / per-sample PIL pipeline, data only (throughput)",
-             "ratio": rate["tensor"] / rate["per_sample"], "target": ">= 5",
-             "detail": f"tensor {rate['tensor']:.0f} img/s, per-sample {rate['per_sample']:.0f} img/s"},
-            {"what": f"(b) the same with {args.model} training (throughput)",
-             "ratio": rate["tensor+net"] / rate["per_sample+net"], "target": "(context)",
-             "detail": f"tensor {rate['tensor+net']:.0f} img/s, per-sample {rate['per_sample+net']:.0f} img/s"}]
+    return [
+        {
+            "what": "(b) batched uint8 tensor pipeline / per-sample PIL pipeline, data only (throughput)",
+            "ratio": rate["tensor"] / rate["per_sample"],
+            "target": ">= 5",
+            "detail": f"tensor {rate['tensor']:.0f} img/s, per-sample {rate['per_sample']:.0f} img/s",
+        },
+        {
+            "what": f"(b) the same with {args.model} training (throughput)",
+            "ratio": rate["tensor+net"] / rate["per_sample+net"],
+            "target": "(context)",
+            "detail": f"tensor {rate['tensor+net']:.0f} img/s, per-sample {rate['per_sample+net']:.0f} img/s",
+        },
+    ]
 
 
 def section_c(args) -> list[dict]:
     cyclic = ["schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=1"]  # a cycle end, a snapshot, every epoch
-    variants = {"none": [], "swa": ["averaging=swa", "averaging.swa_start=0", "averaging.swa_freq=1"],
-                "ema": ["averaging=ema"], "snapshot": ["ensemble=snapshot"]}
+    variants = {
+        "none": [],
+        "swa": ["averaging=swa", "averaging.swa_start=0", "averaging.swa_freq=1"],
+        "ema": ["averaging=ema"],
+        "snapshot": ["ensemble=snapshot"],
+    }
     medians = rounds(args, {k: partial(anneal_epochs, args, *cyclic, *v) for k, v in variants.items()})
-    return [{"what": f"(c) per-epoch overhead of {k} ({'every step' if k != 'snapshot' else 'one file per epoch'})",
-             "ratio": medians[k] / medians["none"], "target": "<= 1.02",
-             "detail": f"{medians[k]:.3f} s vs {medians['none']:.3f} s"} for k in ("swa", "ema", "snapshot")]
+    return [
+        {
+            "what": f"(c) per-epoch overhead of {k} ({'every step' if k != 'snapshot' else 'one file per epoch'})",
+            "ratio": medians[k] / medians["none"],
+            "target": "<= 1.02",
+            "detail": f"{medians[k]:.3f} s vs {medians['none']:.3f} s",
+        }
+        for k in ("swa", "ema", "snapshot")
+    ]
 
 
 def section_d(args) -> list[dict]:
@@ -228,20 +277,37 @@ def section_d(args) -> list[dict]:
         for _ in range(args.rounds):
             with tempfile.TemporaryDirectory() as out:
                 env = {**os.environ, "WANDB_MODE": "offline"}
-                subprocess.run([sys.executable, str(ROOT / "train.py"), *data, "trainer.max_epochs=1",
-                                f"logger={logger}", f"hydra.run.dir={out}"], env=env, check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(ROOT / "train.py"),
+                        *data,
+                        "trainer.max_epochs=1",
+                        f"logger={logger}",
+                        f"hydra.run.dir={out}",
+                    ],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
                 seconds.append((logger, json.loads((Path(out) / "results.json").read_text())["time_to_first_step"]))
     rows = []
     for logger in ("csv", "wandb"):
         median = statistics.median(s for lg, s in seconds if lg == logger)
-        rows.append({"what": f"(d) `python train.py` to the first optimizer step, logger={logger}", "ratio": median,
-                     "target": "<= 6 s", "detail": f"median of {args.rounds} runs, seconds"})
+        rows.append(
+            {
+                "what": f"(d) `python train.py` to the first optimizer step, logger={logger}",
+                "ratio": median,
+                "target": "<= 6 s",
+                "detail": f"median of {args.rounds} runs, seconds",
+            }
+        )
     return rows
 
 
 def section_e(args) -> list[dict]:
     data = data_module(args, device="cpu")
-    network = build_network(config(args, Path(tempfile.gettempdir())).model)[0]
+    network = build_network(config(args, Path(tempfile.gettempdir())), num_classes=10).network
     rows, per_member = [], {}
     with tempfile.TemporaryDirectory() as out:
         files = [save_tensors(network.state_dict(), Path(out) / f"snapshot_{i}.pt") for i in range(8)]
@@ -254,9 +320,14 @@ def section_e(args) -> list[dict]:
                 times.append(time.perf_counter() - started)
             per_member[members] = statistics.median(times) / members
     for members in (2, 4, 8):
-        rows.append({"what": f"(e) ensemble evaluation time per member, M={members} vs M=1",
-                     "ratio": per_member[members] / per_member[1], "target": "~1 (linear in M)",
-                     "detail": f"{per_member[members]:.3f} s per member ({per_member[1]:.3f} s at M=1)"})
+        rows.append(
+            {
+                "what": f"(e) ensemble evaluation time per member, M={members} vs M=1",
+                "ratio": per_member[members] / per_member[1],
+                "target": "~1 (linear in M)",
+                "detail": f"{per_member[members]:.3f} s per member ({per_member[1]:.3f} s at M=1)",
+            }
+        )
     return rows
 
 
@@ -273,7 +344,8 @@ class MinimalModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        schedule = ScheduleLR(optimizer, Cosine(peak=0.05, total=self.epochs), Clock(self.steps_per_epoch))
+        clock = Clock(self.steps_per_epoch, self.steps_per_epoch * self.epochs)
+        schedule = ScheduleLR(optimizer, LrPlan(clock, 0.05, Cosine(peak=0.05, total=self.epochs)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -281,9 +353,16 @@ def minimal_lightning_epochs(args) -> list[float]:
     data = data_module(args, device="cpu")
     batches = data.batches("train", train=True, batch_size=args.batch_size)
     timer = EpochTimer()
-    trainer = L.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer], accelerator=args.device.replace("cuda", "gpu"))
-    network = build_network(config(args, Path(tempfile.gettempdir())).model)[0]
+    trainer = L.Trainer(
+        max_epochs=args.epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        accelerator=args.device.replace("cuda", "gpu"),
+    )
+    network = build_network(config(args, Path(tempfile.gettempdir())), num_classes=10).network
     trainer.fit(MinimalModule(network, args.epochs, len(batches)), train_dataloaders=batches)
     return timer.epochs[1:]
 
@@ -291,15 +370,29 @@ def minimal_lightning_epochs(args) -> list[float]:
 def section_f(args) -> list[dict]:
     """Where (a)'s difference goes: from a minimal LightningModule up to anneal's default run."""
     bare = ["callbacks=none", "logger=none", "trainer.enable_progress_bar=false", "+trainer.enable_checkpointing=false"]
-    sides = {"plain": lambda: plain_epochs(args), "minimal": lambda: minimal_lightning_epochs(args),
-             "module+data": lambda: anneal_epochs(args, *bare),
-             "callbacks": lambda: anneal_epochs(args, "logger=none"), "default": lambda: anneal_epochs(args)}
+    sides = {
+        "plain": lambda: plain_epochs(args),
+        "minimal": lambda: minimal_lightning_epochs(args),
+        "module+data": lambda: anneal_epochs(args, *bare),
+        "callbacks": lambda: anneal_epochs(args, "logger=none"),
+        "default": lambda: anneal_epochs(args),
+    }
     medians = rounds(args, sides)
-    labels = {"minimal": "a minimal LightningModule, no callbacks or logger",
-              "module+data": "anneal's Classifier and data module, no callbacks or logger",
-              "callbacks": "... plus the default callbacks", "default": "... plus the CSV logger: anneal's default run"}
-    return [{"what": f"(f) {label}", "ratio": medians[key] / medians["plain"], "target": "(breakdown of a)",
-             "detail": f"{medians[key]:.3f} s per epoch vs plain {medians['plain']:.3f} s"} for key, label in labels.items()]
+    labels = {
+        "minimal": "a minimal LightningModule, no callbacks or logger",
+        "module+data": "anneal's Classifier and data module, no callbacks or logger",
+        "callbacks": "... plus the default callbacks",
+        "default": "... plus the CSV logger: anneal's default run",
+    }
+    return [
+        {
+            "what": f"(f) {label}",
+            "ratio": medians[key] / medians["plain"],
+            "target": "(breakdown of a)",
+            "detail": f"{medians[key]:.3f} s per epoch vs plain {medians['plain']:.3f} s",
+        }
+        for key, label in labels.items()
+    ]
 
 
 def main() -> None:
@@ -312,14 +405,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--synthetic-size", type=int, default=0,
-                        help="train on this many generated images instead of the real subset (50000: full-size epochs)")
+    parser.add_argument(
+        "--synthetic-size",
+        type=int,
+        default=0,
+        help="train on this many generated images instead of the real subset (50000: full-size epochs)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e, "f": section_f}
     rows = [row for key in args.only.split(",") for row in sections[key](args)]
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-               f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else "")
+    )
     print(f"\n{machine}; {time.strftime('%Y-%m-%d')}; `python benchmarks/bench.py {' '.join(sys.argv[1:])}`\n")
     print("| measurement | value | target | detail |\n|---|---|---|---|")
     for row in rows:

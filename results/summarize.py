@@ -16,8 +16,7 @@ def jobs(sweep: Path) -> list[dict]:
     for results_path in sorted(sweep.glob("*/results.json")):
         run = json.loads(results_path.read_text())
         logs = sorted((results_path.parent / "csv").glob("version_*/metrics.csv"))  # one per (re)start
-        run["epochs_frame"] = (pd.concat(map(pd.read_csv, logs)).groupby("epoch").last().reset_index()
-                               if logs else None)
+        run["epochs_frame"] = pd.concat(map(pd.read_csv, logs)).groupby("epoch").last().reset_index() if logs else None
         run["lr_frame"] = pd.read_csv(results_path.parent / "lr_schedule.csv")
         runs.append(run)
     return runs
@@ -30,27 +29,41 @@ def pct(values: list[float]) -> str:
 
 
 def snapshot_table(snapshot: list[dict], baseline: list[dict]) -> str:
-    lines = ["| seed | exp-decay baseline | last snapshot | snapshots alone (newest first) | ensemble of 2 | ensemble of 3 |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| seed | exp-decay baseline | last snapshot | snapshots alone (newest first) "
+        "| ensemble of 2 | ensemble of 3 |",
+        "|---|---|---|---|---|---|",
+    ]
     for s, b in zip(snapshot, baseline):
         alone = " / ".join(f"{100 * x['test/acc']:.1f}" for x in reversed(s["snapshots"]))
         ens = {e["members"]: e["test/acc"] for e in s["ensemble"]}
-        lines.append(f"| {s['seed']} | {100 * b['test/acc']:.2f} | {100 * s['test/acc']:.2f} | {alone} | "
-                     f"{100 * ens[2]:.2f} | {100 * ens[3]:.2f} |")
+        lines.append(
+            f"| {s['seed']} | {100 * b['test/acc']:.2f} | {100 * s['test/acc']:.2f} | {alone} | "
+            f"{100 * ens[2]:.2f} | {100 * ens[3]:.2f} |"
+        )
     best = [max(x["test/acc"] for x in s["snapshots"]) for s in snapshot]
-    lines.append(f"| mean ± std | {pct([b['test/acc'] for b in baseline])} | {pct([s['test/acc'] for s in snapshot])} | "
-                 f"best single: {pct(best)} | {pct([s['ensemble'][1]['test/acc'] for s in snapshot])} | "
-                 f"{pct([s['ensemble'][2]['test/acc'] for s in snapshot])} |")
+    lines.append(
+        f"| mean ± std | {pct([b['test/acc'] for b in baseline])} | {pct([s['test/acc'] for s in snapshot])} | "
+        f"best single: {pct(best)} | {pct([s['ensemble'][1]['test/acc'] for s in snapshot])} | "
+        f"{pct([s['ensemble'][2]['test/acc'] for s in snapshot])} |"
+    )
     return "\n".join(lines)
 
 
 def swa_table(name: str, runs: list[dict]) -> str:
-    lines = [f"| {name}: seed | last SGD test acc | SWA test acc | SWA - SGD | weights averaged |", "|---|---|---|---|---|"]
+    lines = [
+        f"| {name}: seed | last SGD test acc | SWA test acc | SWA - SGD | weights averaged |",
+        "|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append(f"| {r['seed']} | {100 * r['test/acc']:.2f} | {100 * r['swa/test/acc']:.2f} | "
-                     f"{100 * (r['swa/test/acc'] - r['test/acc']):+.2f} | {r['swa/n_averaged']} |")
-    lines.append(f"| mean ± std | {pct([r['test/acc'] for r in runs])} | {pct([r['swa/test/acc'] for r in runs])} | "
-                 f"{pct([r['swa/test/acc'] - r['test/acc'] for r in runs])} | |")
+        lines.append(
+            f"| {r['seed']} | {100 * r['test/acc']:.2f} | {100 * r['swa/test/acc']:.2f} | "
+            f"{100 * (r['swa/test/acc'] - r['test/acc']):+.2f} | {r['swa/n_averaged']} |"
+        )
+    lines.append(
+        f"| mean ± std | {pct([r['test/acc'] for r in runs])} | {pct([r['swa/test/acc'] for r in runs])} | "
+        f"{pct([r['swa/test/acc'] - r['test/acc'] for r in runs])} | |"
+    )
     return "\n".join(lines)
 
 
@@ -62,8 +75,10 @@ def sgdr_table(cases: dict[str, list[dict]]) -> str:
     lines = ["| case | min val error % (per seed) | mean ± std | final test error % mean ± std |", "|---|---|---|---|"]
     for name, runs in cases.items():
         errors = [min_val_error(r) for r in runs]
-        lines.append(f"| {name} | {' / '.join(f'{100 * e:.2f}' for e in errors)} | {pct(errors)} | "
-                     f"{pct([1 - r['test/acc'] for r in runs])} |")
+        lines.append(
+            f"| {name} | {' / '.join(f'{100 * e:.2f}' for e in errors)} | {pct(errors)} | "
+            f"{pct([1 - r['test/acc'] for r in runs])} |"
+        )
     return "\n".join(lines)
 
 
@@ -111,8 +126,11 @@ def main(out: Path) -> None:
     print(swa_table("SGD + cosine, SWA from 75% at swa_lr 0.01", jobs(out / "swa_sgd")))
     print()
     print(swa_table("cyclic lr, SWA once per cycle from 50%", jobs(out / "swa_cyclic")))
-    cases = {"(a) restarts, compression 5": jobs(out / "sgdr_restarts"),
-             "(b) cosine, no restart": jobs(out / "sgdr_cosine"), "(c) step x0.1 at 50%, 75%": jobs(out / "sgdr_step")}
+    cases = {
+        "(a) restarts, compression 5": jobs(out / "sgdr_restarts"),
+        "(b) cosine, no restart": jobs(out / "sgdr_cosine"),
+        "(c) step x0.1 at 50%, 75%": jobs(out / "sgdr_step"),
+    }
     print("\n## The SGDR study's three cases\n")
     print(sgdr_table(cases))
     sgdr_plot(cases, HERE / "sgdr_study.png")

@@ -1,3 +1,4 @@
+import csv
 import os
 import pickle
 import subprocess
@@ -48,8 +49,20 @@ def tiny_cifar(tmp_path) -> Path:
     return write_cifar_layout(tmp_path / "tiny")
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a CSV file, as dicts."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     environment = {k: v for k, v in environment.items() if v is not None}  # None: unset
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -6,26 +6,33 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+from conftest import FAST, compose_config
 from torch import nn
 
-from anneal.callbacks import EMA, SWA, SnapshotEnsemble
+from anneal.callbacks import EMA, SWA, RunCallback, SnapshotEnsemble
+from anneal.config import keys
 from anneal.data import Synthetic
-from anneal.ensemble import ensemble_rows, evaluate_run_dir
+from anneal.ensemble import evaluate_run_dir
 from anneal.errors import ConfigError
-from anneal.evaluation import classification_metrics
+from anneal.evaluation import classification_metrics, ensemble_rows
 from anneal.module import Classifier
 from anneal.run import run
-from anneal.schedules import SGDR, Clock, Cosine, Cyclic, LrPlan
+from anneal.schedules import SGDR, Clock, Cosine, Cyclic, LrPlan, LrRecipe
 from anneal.storage import load_tensors
-from conftest import FAST, compose_config
 
 SPE = 8  # 256 training images / 32 per batch
 
 
 class TinyBN(nn.Sequential):
     def __init__(self):
-        super().__init__(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                         nn.Flatten(), nn.Linear(32, 10))
+        super().__init__(
+            nn.Conv2d(3, 8, 3, stride=2),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32, 10),
+        )
 
 
 class RecordWeights(L.Callback):
@@ -38,15 +45,33 @@ class RecordWeights(L.Callback):
         self.after_step[trainer.global_step] = {k: v.clone() for k, v in pl_module.network.state_dict().items()}
 
 
-def fit(tmp_path, callbacks, schedule=partial(SGDR, T_0=1, T_mult=2), epochs=7, network=None, ckpt_path=None,
-        stop_after=None, **plan):
+def fit(
+    tmp_path,
+    callbacks,
+    schedule=partial(SGDR, T_0=1, T_mult=2),
+    epochs=7,
+    network=None,
+    ckpt_path=None,
+    stop_after=None,
+    **plan,
+):
     L.seed_everything(0)
     data = Synthetic(train_size=256, test_size=64, batch_size=32, seed=0)
-    module = Classifier(network or TinyBN(), partial(torch.optim.SGD, lr=0.05, momentum=0.9),
-                        LrPlan(schedule=schedule, epochs=epochs, **plan))
-    trainer = L.Trainer(max_epochs=stop_after or epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path, callbacks=callbacks, enable_checkpointing=ckpt_path is not None or
-                        any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks))
+    lr_plan = LrRecipe(schedule=schedule, **plan).build(0.05, Clock(SPE, SPE * epochs))
+    for callback in callbacks:
+        if isinstance(callback, RunCallback):
+            callback.use_plan(lr_plan)
+    module = Classifier(network or TinyBN(), partial(torch.optim.SGD, lr=0.05, momentum=0.9), lr_plan)
+    trainer = L.Trainer(
+        max_epochs=stop_after or epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+        enable_checkpointing=ckpt_path is not None
+        or any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks),
+    )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     return trainer, module, data
 
@@ -56,7 +81,7 @@ def mean_of(states, key):
 
 
 def test_swa_is_the_mean_of_the_weights_at_exactly_the_averaging_steps(tmp_path):
-    record, swa = RecordWeights(), SWA(swa_start=3, swa_freq=5, total_epochs=7)
+    record, swa = RecordWeights(), SWA(swa_start=3, swa_freq=5)
     fit(tmp_path, [swa, record])
     steps = list(range(3 * SPE, 7 * SPE + 1, 5))
     assert int(swa.average.n_averaged) == len(steps)
@@ -71,7 +96,7 @@ def test_swa_is_the_mean_of_the_weights_at_exactly_the_averaging_steps(tmp_path)
 
 
 def test_swa_cycle_mode_averages_exactly_at_the_cycle_ends(tmp_path):
-    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="cycle", total_epochs=7)
+    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="cycle")
     fit(tmp_path, [swa, record])
     ends = [1 * SPE, 3 * SPE, 7 * SPE]  # T_0 = 1, T_mult = 2
     assert int(swa.average.n_averaged) == 3
@@ -80,7 +105,7 @@ def test_swa_cycle_mode_averages_exactly_at_the_cycle_ends(tmp_path):
 
 
 def test_swa_once_per_epoch_averages_at_epoch_ends(tmp_path):
-    record, swa = RecordWeights(), SWA(swa_start=2, swa_freq="epoch", total_epochs=6)
+    record, swa = RecordWeights(), SWA(swa_start=2, swa_freq="epoch")
     fit(tmp_path, [swa, record], epochs=6)
     ends = [e * SPE for e in range(2, 7)]
     assert int(swa.average.n_averaged) == len(ends)
@@ -89,16 +114,16 @@ def test_swa_once_per_epoch_averages_at_epoch_ends(tmp_path):
 
 
 def test_swa_without_bn_update_averages_the_bn_statistics(tmp_path):
-    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="epoch", bn_update=False, total_epochs=3)
+    record, swa = RecordWeights(), SWA(swa_start=0, swa_freq="epoch", bn_update=False)
     fit(tmp_path, [swa, record], epochs=3)
     running_mean = swa.average.module.state_dict()["1.running_mean"]
     torch.testing.assert_close(running_mean, mean_of([record.after_step[s] for s in (8, 16, 24)], "1.running_mean"))
 
 
 def test_bn_statistics_after_the_update_equal_a_fresh_full_pass(tmp_path):
-    swa = SWA(swa_start=0.5, total_epochs=4)
+    swa = SWA(swa_start="50%")
     trainer, module, data = fit(tmp_path, [swa], epochs=4)
-    results = swa.evaluate(trainer, module, data)
+    results = swa.results(trainer, module, data)
     network = swa.average.module
     bn = network[1]
     images = data.batches("train").images
@@ -113,8 +138,7 @@ def test_bn_statistics_after_the_update_equal_a_fresh_full_pass(tmp_path):
     features = torch.cat(captured).transpose(0, 1).flatten(1)  # channels x (images * pixels)
     torch.testing.assert_close(bn.running_mean, features.mean(1), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(bn.running_var, features.var(1), rtol=1e-4, atol=1e-5)
-    assert results["swa/test/acc"] == pytest.approx(
-        classification_metrics(*_predict(network, data))["acc"])
+    assert results["swa/test/acc"] == pytest.approx(classification_metrics(*_predict(network, data))["acc"])
     assert torch.equal(load_tensors(tmp_path / "swa.pt")["1.running_mean"], bn.running_mean)
 
 
@@ -125,15 +149,15 @@ def _predict(network, data):
 
 
 def test_swa_lr_switch_is_part_of_the_schedule(tmp_path):
-    swa = SWA(swa_start=4, swa_lr=0.01, anneal_epochs=1, total_epochs=6)
+    swa = SWA(swa_start=4, swa_lr=0.01, anneal_epochs=1)
     trainer, _, _ = fit(tmp_path, [swa], schedule=partial(Cosine), epochs=6, switch=swa.lr_switch())
-    scheduler = trainer.lr_scheduler_configs[0].scheduler
-    assert scheduler.schedule(3.9) == pytest.approx(Cosine(peak=0.05, total=6)(3.9))
-    assert scheduler.schedule(5) == scheduler.schedule(6) == pytest.approx(0.01)
+    schedule = trainer.lr_scheduler_configs[0].scheduler.plan.schedule
+    assert schedule(3.9) == pytest.approx(Cosine(peak=0.05, total=6)(3.9))
+    assert schedule(5) == schedule(6) == pytest.approx(0.01)
 
 
 def test_ema_follows_the_exponential_recursion(tmp_path):
-    record, ema = RecordWeights(), EMA(decay=0.9, every_n_steps=2, start=1, total_epochs=3)
+    record, ema = RecordWeights(), EMA(decay=0.9, every_n_steps=2, start=1)
     fit(tmp_path, [ema, record], epochs=3)
     steps = [s for s in range(SPE, 3 * SPE + 1) if s % 2 == 0]
     assert int(ema.average.n_averaged) == len(steps)
@@ -155,7 +179,7 @@ def test_snapshots_at_irregular_cycle_ends(tmp_path):
         saved = load_tensors(tmp_path / s["file"])
         assert all(torch.equal(saved[k], record.after_step[s["step"]][k]) for k in saved)
     assert not list((tmp_path / "snapshots").glob(".*tmp"))  # no temporary files left behind
-    results = snapshots.evaluate(trainer, module, data)
+    results = snapshots.results(trainer, module, data)
     assert [r["members"] for r in results["ensemble"]] == [1, 2, 3]
     assert all(0 <= s["test/acc"] <= 1 for s in results["snapshots"])
     for name in ("ensemble.csv", "ensemble.md", "ensemble.png"):
@@ -166,7 +190,7 @@ def test_include_final_and_max_members(tmp_path):
     snapshots = SnapshotEnsemble(include_final=True, max_members=2)
     trainer, module, data = fit(tmp_path, [snapshots], epochs=5)  # cycle ends 1, 3; stops mid-cycle at 5
     assert [s["epoch"] for s in snapshots.snapshots] == [1, 3, 5]
-    results = snapshots.evaluate(trainer, module, data)
+    results = snapshots.results(trainer, module, data)
     assert [r["members"] for r in results["ensemble"]] == [1, 2]  # the newest two
     assert results["snapshots"][0]["test/acc"] is None and results["snapshots"][2]["test/acc"] is not None
 
@@ -185,8 +209,11 @@ def test_ensemble_probabilities_are_the_mean_of_the_members():
 
 def test_callback_state_resumes_exactly_from_a_checkpoint(tmp_path):
     def callbacks(run_dir):
-        return [SWA(swa_start=1, swa_freq=3, total_epochs=7), SnapshotEnsemble(),
-                L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)]
+        return [
+            SWA(swa_start=1, swa_freq=3),
+            SnapshotEnsemble(),
+            L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
+        ]
 
     reference = callbacks(tmp_path / "a")
     _, reference_module, _ = fit(tmp_path / "a", reference)
@@ -196,51 +223,78 @@ def test_callback_state_resumes_exactly_from_a_checkpoint(tmp_path):
     resumed = callbacks(tmp_path / "b")
     _, resumed_module, _ = fit(tmp_path / "b", resumed, ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
     assert resumed[1].snapshots == reference[1].snapshots
-    for (key, value), expected in zip(resumed[0].average.state_dict().items(), reference[0].average.state_dict().values()):
+    for (key, value), expected in zip(
+        resumed[0].average.state_dict().items(), reference[0].average.state_dict().values()
+    ):
         assert torch.equal(value, expected), key
-    for (key, value), expected in zip(resumed_module.network.state_dict().items(),
-                                      reference_module.network.state_dict().values()):
+    for (key, value), expected in zip(
+        resumed_module.network.state_dict().items(), reference_module.network.state_dict().values()
+    ):
         assert torch.equal(value, expected), key
 
 
-@pytest.mark.parametrize("make, key", [
-    (lambda: SWA(swa_start=-1, total_epochs=10), "averaging.swa_start"),
-    (lambda: SWA(swa_start=10, total_epochs=10), "averaging.swa_start"),
-    (lambda: SWA(swa_start=12, total_epochs=10), "averaging.swa_start"),
-    (lambda: SWA(swa_freq=0, total_epochs=10), "averaging.swa_freq"),
-    (lambda: SWA(swa_freq="hourly", total_epochs=10), "averaging.swa_freq"),
-    (lambda: SWA(swa_lr=-0.1, total_epochs=10), "averaging.swa_lr"),
-    (lambda: SWA(swa_freq="cycle", swa_lr=0.05, total_epochs=10), "averaging.swa_freq"),
-    (lambda: EMA(decay=1.0, total_epochs=10), "averaging.decay"),
-    (lambda: EMA(decay=0.0, total_epochs=10), "averaging.decay"),
-    (lambda: EMA(every_n_steps=0, total_epochs=10), "averaging.every_n_steps"),
-    (lambda: SnapshotEnsemble(max_members=0), "ensemble.max_members"),
-])
+def plan_of(epochs: float, schedule=Cosine) -> LrPlan:
+    return LrRecipe(schedule=schedule).build(0.1, Clock(5, int(5 * epochs)))
+
+
+@pytest.mark.parametrize(
+    "make, key",
+    [
+        (lambda: SWA(swa_start=-1), "averaging.swa_start"),
+        (lambda: SWA(swa_start=10).use_plan(plan_of(10)), "averaging.swa_start"),
+        (lambda: SWA(swa_start=12).use_plan(plan_of(10)), "averaging.swa_start"),
+        (lambda: SWA(swa_start=0.5), "averaging.swa_start"),  # ambiguous: a share of training, or half an epoch?
+        (lambda: SWA(swa_freq=0), "averaging.swa_freq"),
+        (lambda: SWA(swa_freq="hourly"), "averaging.swa_freq"),
+        (lambda: SWA(swa_lr=-0.1), "averaging.swa_lr"),
+        (lambda: SWA(swa_freq="cycle", swa_lr=0.05), "averaging.swa_freq"),
+        (lambda: EMA(decay=1.0), "averaging.decay"),
+        (lambda: EMA(decay=0.0), "averaging.decay"),
+        (lambda: EMA(every_n_steps=0), "averaging.every_n_steps"),
+        (lambda: SnapshotEnsemble(max_members=0), "ensemble.max_members"),
+    ],
+)
 def test_invalid_averaging_and_ensemble_settings(make, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")), keys(key.split(".")[0]):
         make()
 
 
 def test_cycle_swa_needs_a_cycle_end_after_its_start(caplog):
-    schedule = LrPlan(schedule=partial(SGDR, T_0=4, T_mult=1), epochs=10).build(0.1, Clock(5))  # ends 4, 8
-    with pytest.raises(ConfigError, match="no cycle of the schedule ends at or after averaging.swa_start"):
-        SWA(swa_start=9, swa_freq="cycle", total_epochs=10).check(schedule, Clock(5))
-    SWA(swa_start=6, swa_freq="cycle", total_epochs=10).check(schedule, Clock(5))
+    plan = plan_of(10, partial(SGDR, T_0=4, T_mult=1))  # cycle ends 4, 8
+    with (
+        pytest.raises(
+            ConfigError,
+            match="averaging.swa_freq=cycle is invalid here: no cycle of the schedule ends at or after swa_start",
+        ),
+        keys("averaging"),
+    ):
+        SWA(swa_start=9, swa_freq="cycle").use_plan(plan)
+    SWA(swa_start=6, swa_freq="cycle").use_plan(plan)
     assert "only one cycle ends after swa_start (epoch 8)" in caplog.text
 
 
-@pytest.mark.parametrize("callback", [SnapshotEnsemble(), SWA(swa_freq="cycle", total_epochs=10)])
+@pytest.mark.parametrize("callback", [SnapshotEnsemble(), SWA(swa_freq="cycle")])
 def test_cycle_callbacks_need_a_schedule_with_cycles(callback):
     for schedule in (partial(Cosine), partial(Cyclic, step_size=20)):  # no cycle end within 10 epochs
         with pytest.raises(ConfigError, match="cycle"):
-            callback.check(LrPlan(schedule=schedule, epochs=10).build(0.1, Clock(5)), Clock(5))
-    callback.check(LrPlan(schedule=partial(SGDR, T_0=2), epochs=10).build(0.1, Clock(5)), Clock(5))
+            callback.use_plan(plan_of(10, schedule))
+    callback.use_plan(plan_of(10, partial(SGDR, T_0=2)))
 
 
 def test_snapshot_and_swa_run_on_the_real_subset(subset_root, tmp_path):
-    cfg = compose_config(f"data.root={subset_root}", "schedule=sgdr", "schedule.T_0=1", "schedule.T_mult=2",
-                         "trainer.max_epochs=3", "ensemble=snapshot", "averaging=swa", "averaging.swa_freq=cycle",
-                         "averaging.swa_start=0", *FAST, output_dir=tmp_path)
+    cfg = compose_config(
+        f"data.root={subset_root}",
+        "schedule=sgdr",
+        "schedule.T_0=1",
+        "schedule.T_mult=2",
+        "trainer.max_epochs=3",
+        "ensemble=snapshot",
+        "averaging=swa",
+        "averaging.swa_freq=cycle",
+        "averaging.swa_start=0",
+        *FAST,
+        output_dir=tmp_path,
+    )
     run(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"snapshots", "ensemble", "swa/test/acc", "swa/test/loss", "swa/n_averaged"} <= set(results)
@@ -257,8 +311,9 @@ def test_snapshot_and_swa_run_on_the_real_subset(subset_root, tmp_path):
 
 
 def test_snapshot_ensemble_without_cycles_is_rejected_before_training(tmp_path):
-    cfg = compose_config("data=synthetic", "data.train_size=100", "schedule=cosine", "ensemble=snapshot", *FAST,
-                         output_dir=tmp_path)
+    cfg = compose_config(
+        "data=synthetic", "data.train_size=100", "schedule=cosine", "ensemble=snapshot", *FAST, output_dir=tmp_path
+    )
     with pytest.raises(ConfigError, match="ensemble=snapshot needs a schedule with cycles"):
         run(cfg)
     assert not (tmp_path / "checkpoints").exists()
@@ -267,9 +322,20 @@ def test_snapshot_ensemble_without_cycles_is_rejected_before_training(tmp_path):
 def test_ensemble_and_swa_results_reach_an_offline_wandb_run(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    cfg = compose_config("data=synthetic", "data.train_size=256", "data.test_size=64", "schedule=snapshot",
-                         "schedule.cycles=2", "trainer.max_epochs=2", "ensemble=snapshot", "averaging=swa",
-                         "logger=wandb", "logger.mode=offline", "trainer.enable_progress_bar=false", output_dir=tmp_path)
+    cfg = compose_config(
+        "data=synthetic",
+        "data.train_size=256",
+        "data.test_size=64",
+        "schedule=snapshot",
+        "schedule.cycles=2",
+        "trainer.max_epochs=2",
+        "ensemble=snapshot",
+        "averaging=swa",
+        "logger=wandb",
+        "logger.mode=offline",
+        "trainer.enable_progress_bar=false",
+        output_dir=tmp_path,
+    )
     run(cfg)
     (offline_run,) = (tmp_path / "wandb").glob("offline-run-*")
     media = [str(p.relative_to(offline_run)) for p in offline_run.rglob("*") if p.is_file()]

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from conftest import CONF, compose_config
 from hydra.utils import instantiate
 
+from anneal.config import build_network, instantiate_optional
 from anneal.data import ImageData
-from anneal.run import build_network, instantiate_optional
-from anneal.schedules import LrPlan, Schedule
-from conftest import CONF, compose_config
+from anneal.schedules import Clock, LrRecipe, Schedule
 
 GROUPS = ["data", "model", "optimizer", "schedule", "warmup", "averaging", "ensemble", "logger", "trainer", "callbacks"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
@@ -16,8 +16,18 @@ OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / gro
 def test_every_group_has_options():
     assert {g for g, _ in OPTIONS} == set(GROUPS)
     schedules = {o for g, o in OPTIONS if g == "schedule"}
-    assert schedules == {"constant", "step", "multistep", "exp", "cosine", "sgdr", "snapshot", "cyclic", "onecycle",
-                         "adaptive_sgdr"}
+    assert schedules == {
+        "constant",
+        "step",
+        "multistep",
+        "exp",
+        "cosine",
+        "sgdr",
+        "snapshot",
+        "cyclic",
+        "onecycle",
+        "adaptive_sgdr",
+    }
 
 
 @pytest.mark.parametrize("group, option", OPTIONS)
@@ -28,7 +38,7 @@ def test_option_composes_and_builds(group, option, tmp_path, monkeypatch):
     if group == "data":
         assert isinstance(instantiate(node), ImageData)
     elif group == "model":
-        network, _ = build_network(node)
+        network = build_network(cfg, num_classes=10).network
         assert network(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     elif group == "optimizer":
         optimizer = instantiate(node)(params=[torch.zeros(1, requires_grad=True)])
@@ -37,11 +47,9 @@ def test_option_composes_and_builds(group, option, tmp_path, monkeypatch):
         schedule = instantiate(node)(peak=cfg.optimizer.lr, total=cfg.trainer.max_epochs)
         assert isinstance(schedule, Schedule) and schedule(0) > 0
     elif group == "warmup":
-        plan = LrPlan(schedule=instantiate(cfg.schedule), warmup=instantiate(node), epochs=cfg.trainer.max_epochs)
-        assert plan.describe()
-    elif group in ("averaging", "ensemble"):
-        assert (instantiate_optional(node) is None) == (option == "none")
-    elif group == "logger":
+        recipe = LrRecipe(schedule=instantiate(cfg.schedule), warmup=instantiate(node))
+        assert recipe.build(cfg.optimizer.lr, Clock(10, 10 * cfg.trainer.max_epochs)).describe()
+    elif group in ("averaging", "ensemble") or group == "logger":
         assert (instantiate_optional(node) is None) == (option == "none")
     elif group == "trainer":
         if option == "gpu" and not torch.cuda.is_available():
@@ -54,8 +62,22 @@ def test_option_composes_and_builds(group, option, tmp_path, monkeypatch):
 
 
 def test_overrides_from_the_readme_compose(tmp_path):
-    cfg = compose_config("schedule=sgdr", "warmup=linear", "averaging=swa", "ensemble=snapshot", "model=wrn",
-                         "schedule.T_0=1", "schedule.T_mult=2", "optimizer.lr=0.1", "model.depth=16",
-                         "model.widen_factor=4", "averaging.swa_freq=cycle", output_dir=tmp_path)
-    assert (cfg.schedule.T_0, cfg.model.depth, cfg.averaging.swa_freq, cfg.averaging.total_epochs) == (1, 16, "cycle", 30)
+    cfg = compose_config(
+        "schedule=sgdr",
+        "warmup=linear",
+        "averaging=swa",
+        "ensemble=snapshot",
+        "model=wrn",
+        "schedule.T_0=1",
+        "schedule.T_mult=2",
+        "optimizer.lr=0.1",
+        "model.depth=16",
+        "model.widen_factor=4",
+        "averaging.swa_freq=cycle",
+        output_dir=tmp_path,
+    )
+    assert (cfg.schedule.T_0, cfg.model.depth, cfg.averaging.swa_freq, cfg.trainer.max_epochs) == (1, 16, "cycle", 30)
+    swa = instantiate_optional(compose_config("averaging=swa", output_dir=tmp_path).averaging)
+    swa.use_plan(LrRecipe(schedule=instantiate(cfg.schedule)).build(cfg.optimizer.lr, Clock(10, 300)))
+    assert swa.start_epochs == 0.75 * 30  # swa_start 75% of the run's 30 epochs
     assert cfg.data.root  # CIFAR10_ROOT or ./data

@@ -2,13 +2,15 @@ import io
 import pickle
 import tarfile
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
-from anneal.data import (CIFAR10, Batches, DataError, Synthetic, channel_stats, flip_where, locate_cifar10,
-                         random_crop, read_cifar10, safe_extract)
-from anneal.errors import ConfigError
+from anneal.config import keys
+from anneal.data import CIFAR10, Batches, Synthetic, channel_stats, flip_where, locate, random_crop, read_cifar10
+from anneal.data.download import download, md5sum, safe_extract
+from anneal.errors import ConfigError, DataError
 from anneal.models import LeNet5
 
 
@@ -45,25 +47,24 @@ def test_missing_and_corrupt_files_are_named(tiny_cifar):
 
 
 def test_no_data_and_no_network_fails_fast_with_a_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr("anneal.data.CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")  # nothing listens
+    nowhere = replace(CIFAR10.archive, url="http://127.0.0.1:9/cifar-10-python.tar.gz")  # nothing listens there
+    monkeypatch.setattr(CIFAR10, "archive", nowhere)
     started = time.perf_counter()
-    with pytest.raises(DataError, match=r"data\.root=.*CIFAR10_ROOT.*data=synthetic"):
+    with pytest.raises(DataError, match=r"data\.root=.*CIFAR10_ROOT.*data=synthetic"), keys("data"):
         CIFAR10(root=str(tmp_path / "empty")).setup()
     assert time.perf_counter() - started < 5
-    with pytest.raises(DataError, match="data.download=false"):
-        locate_cifar10(tmp_path / "empty", download=False)
+    with pytest.raises(DataError, match="data.download=false"), keys("data"):
+        locate(nowhere, tmp_path / "empty", download_missing=False)
 
 
 def test_download_checks_md5_and_extracts(tmp_path, monkeypatch, tiny_cifar):
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tiny_cifar / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    from anneal import data as data_module
-
-    monkeypatch.setattr(data_module, "CIFAR10_URL", archive.as_uri())
+    local = replace(CIFAR10.archive, url=archive.as_uri())
     with pytest.raises(DataError, match="MD5"):
-        data_module.download_cifar10(tmp_path / "a", url=archive.as_uri())
-    data_module.download_cifar10(tmp_path / "b", url=archive.as_uri(), md5=data_module.md5sum(archive))
+        download(local, tmp_path / "a")
+    download(replace(local, md5=md5sum(archive)), tmp_path / "b")
     assert len(read_cifar10(tmp_path / "b" / "cifar-10-batches-py")[0]) == 300
 
 
@@ -85,7 +86,7 @@ def test_random_crop_stays_inside_the_padded_image():
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     for i in range(64):
         dy, dx = shifts[i].tolist()
-        assert torch.equal(crops[i], padded[i, :, dy:dy + 32, dx:dx + 32])
+        assert torch.equal(crops[i], padded[i, :, dy : dy + 32, dx : dx + 32])
     assert torch.equal(random_crop(images, torch.full((64, 2), 4)), images)  # centred = identity
 
 
@@ -107,8 +108,13 @@ def test_training_batches_are_augmented_per_image_and_labels_untouched():
         raw = ((x * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)) * 255).round().to(torch.uint8)
         for image, i in zip(raw, y.tolist()):
             padded = torch.nn.functional.pad(images[i], (4, 4, 4, 4))
-            candidates = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (False, True)
-                          if torch.equal(image, (lambda c: c.flip(2) if f else c)(padded[:, dy:dy + 32, dx:dx + 32]))]
+            candidates = [
+                (dy, dx, f)
+                for dy in range(9)
+                for dx in range(9)
+                for f in (False, True)
+                if torch.equal(image, (lambda c: c.flip(2) if f else c)(padded[:, dy : dy + 32, dx : dx + 32]))
+            ]
             assert candidates, f"image {i} is not a padded crop (+ flip) of its source"
             flipped += candidates[0][2]
             shifted += candidates[0][:2] != (4, 4)
@@ -117,8 +123,10 @@ def test_training_batches_are_augmented_per_image_and_labels_untouched():
     assert 60 < flipped < 140 and shifted > 150  # decided per image, not per batch
     # an epoch replays exactly from (seed, epoch); the next epoch differs
     replay = [x for x, _ in Batches(images, ids, 50, mean, std, shuffle=True, augment=True, seed=1)]
-    assert all(torch.equal(a, b) for a, b in zip([x for x, _ in Batches(images, ids, 50, mean, std, shuffle=True,
-                                                                        augment=True, seed=1)], replay))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip([x for x, _ in Batches(images, ids, 50, mean, std, shuffle=True, augment=True, seed=1)], replay)
+    )
     assert not torch.equal([x for x, _ in batches][0], replay[0])
 
 
@@ -143,15 +151,17 @@ def test_loader_resumes_mid_epoch_exactly():
     iterator = iter(interrupted)
     [next(iterator) for _ in range(3)]
     resumed = make()
-    resumed.resume(interrupted.progress())
+    resumed.load_state_dict(interrupted.state_dict())
     assert all(torch.equal(a, b) for a, b in zip([x for x, _ in resumed], reference[3:]))
 
 
 def test_ddp_ranks_take_disjoint_equal_shares():
     images, labels = torch.zeros(103, 3, 32, 32, dtype=torch.uint8), torch.arange(103)
     mean, std = torch.zeros(3), torch.ones(3)
-    shards = [torch.cat([y for _, y in Batches(images, labels, 10, mean, std, shuffle=True, rank=r, world_size=2)])
-              for r in (0, 1)]
+    shards = [
+        torch.cat([y for _, y in Batches(images, labels, 10, mean, std, shuffle=True, rank=r, world_size=2)])
+        for r in (0, 1)
+    ]
     assert len(shards[0]) == len(shards[1]) == 51 and not set(shards[0].tolist()) & set(shards[1].tolist())
 
 
@@ -173,11 +183,18 @@ def test_synthetic_data_is_learnable_and_named():
     assert (model(images).argmax(1) == labels).float().mean() > 0.3  # chance is 0.1
 
 
-@pytest.mark.parametrize("kwargs, key", [({"batch_size": 0}, "data.batch_size"), ({"val_size": -1}, "data.val_size")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"batch_size": 0}, "data.batch_size"),
+        ({"val_size": -1}, "data.val_size"),
+        ({"eval_batch_size": 0}, "data.eval_batch_size"),
+    ],
+)
 def test_invalid_data_settings(kwargs, key):
-    with pytest.raises(ConfigError, match=key):
+    with pytest.raises(ConfigError, match=key), keys("data"):
         Synthetic(**kwargs)
-    with pytest.raises(ConfigError, match="data.val_size"):
+    with pytest.raises(ConfigError, match="data.val_size"), keys("data"):
         Synthetic(train_size=100, val_size=100).setup()
 
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from anneal.config import keys
 from anneal.errors import ConfigError
 from anneal.models import LeNet5, LeNetConv4, WideResNet
 
@@ -46,5 +47,5 @@ def test_wrn_dropout_is_optional():
 
 @pytest.mark.parametrize("depth", [15, 20, 4, 8])
 def test_wrn_depth_must_be_6n_plus_4(depth):
-    with pytest.raises(ConfigError, match="model.depth"):
+    with pytest.raises(ConfigError, match="model.depth"), keys("model"):
         WideResNet(depth, 1)

@@ -13,25 +13,56 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FAST, ROOT, compose_config, run_cli
 
 from anneal.errors import TrainingStopped
 from anneal.run import run
 from anneal.storage import AtomicCheckpointIO, atomic_write, load_tensors
-from conftest import FAST, ROOT, compose_config, run_cli
 
 # SGDR mid-cycle (T_0=1.5), adaptive restarts, per-cycle SWA and snapshots, all at once; deterministic on CPU
-EVERYTHING = ["data=synthetic", "data.train_size=704", "data.test_size=128", "data.val_size=64", "data.batch_size=32",
-              "schedule=adaptive_sgdr", "schedule.T_0=1.5", "schedule.T_mult=1", "schedule.trigger_val_acc=0.05",
-              "schedule.compression=2", "ensemble=snapshot", "ensemble.include_final=true", "averaging=swa",
-              "averaging.swa_start=1", "averaging.swa_freq=cycle", "trainer.max_epochs=6", "trainer.deterministic=true",
-              "callbacks.model_checkpoint.every_n_train_steps=1", *FAST]
-COMPARED = ["test/acc", "test/loss", "val/acc", "epochs", "steps", "swa/test/acc", "swa/n_averaged", "snapshots",
-            "ensemble"]
+EVERYTHING = [
+    "data=synthetic",
+    "data.train_size=704",
+    "data.test_size=128",
+    "data.val_size=64",
+    "data.batch_size=32",
+    "schedule=adaptive_sgdr",
+    "schedule.T_0=1.5",
+    "schedule.T_mult=1",
+    "schedule.trigger_val_acc=0.05",
+    "schedule.compression=2",
+    "ensemble=snapshot",
+    "ensemble.include_final=true",
+    "averaging=swa",
+    "averaging.swa_start=1",
+    "averaging.swa_freq=cycle",
+    "trainer.max_epochs=6",
+    "trainer.deterministic=true",
+    "callbacks.model_checkpoint.every_n_train_steps=1",
+    *FAST,
+]
+COMPARED = [
+    "test/acc",
+    "test/loss",
+    "val/acc",
+    "epochs",
+    "steps",
+    "swa/test/acc",
+    "swa/n_averaged",
+    "snapshots",
+    "ensemble",
+]
 
 
 def train_process(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def checkpoint_step(path: Path) -> int:
@@ -73,9 +104,18 @@ def test_sigkill_at_an_arbitrary_step_then_resume_gives_the_uninterrupted_result
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     # an exponential warmup towards lr 1e8: the first epochs train, a later one blows up (4 steps per epoch)
-    cfg = compose_config("data=synthetic", "data.train_size=512", "data.test_size=64", "optimizer.lr=1e8",
-                         "warmup=exponential", "warmup.epochs=4", "warmup.start_lr=1e-4", "trainer.max_epochs=6",
-                         *FAST, output_dir=tmp_path)
+    cfg = compose_config(
+        "data=synthetic",
+        "data.train_size=512",
+        "data.test_size=64",
+        "optimizer.lr=1e8",
+        "warmup=exponential",
+        "warmup.epochs=4",
+        "warmup.start_lr=1e-4",
+        "trainer.max_epochs=6",
+        *FAST,
+        output_dir=tmp_path,
+    )
     with pytest.raises(TrainingStopped, match=r"loss became nan/inf .* last good checkpoint is .*last\.ckpt") as error:
         run(cfg)
     stopped_at = int(re.search(r"by step (\d+)", str(error.value)).group(1))
@@ -86,8 +126,15 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
-    args = ["data=synthetic", "data.train_size=4096", "data.test_size=64", "data.batch_size=32", "trainer.max_epochs=3",
-            *FAST, f"hydra.run.dir={tmp_path}"]
+    args = [
+        "data=synthetic",
+        "data.train_size=4096",
+        "data.test_size=64",
+        "data.batch_size=32",
+        "trainer.max_epochs=3",
+        *FAST,
+        f"hydra.run.dir={tmp_path}",
+    ]
     process = train_process(*args)
     deadline = time.time() + 120
     while not (tmp_path / "lr_schedule.png").exists() and time.time() < deadline:  # written when training starts
@@ -107,8 +154,16 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
 def test_unreachable_wandb_falls_back_to_offline_and_completes(tmp_path):
     env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None, "HOME": str(tmp_path)}
     started = time.time()
-    done = run_cli("data=synthetic", "data.train_size=256", "data.test_size=64", "trainer.max_epochs=1",
-                   "logger=wandb", "logger.init_timeout=10", f"hydra.run.dir={tmp_path / 'run'}", env=env)
+    done = run_cli(
+        "data=synthetic",
+        "data.train_size=256",
+        "data.test_size=64",
+        "trainer.max_epochs=1",
+        "logger=wandb",
+        "logger.init_timeout=10",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "logging offline" in (tmp_path / "run" / "train.log").read_text()
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
@@ -119,8 +174,15 @@ def test_unreachable_wandb_falls_back_to_offline_and_completes(tmp_path):
 def test_no_secret_is_written_anywhere(tmp_path):
     secret = "s3cr3t-" + "k" * 33
     env = {"WANDB_API_KEY": secret, "WANDB_MODE": "offline", "HOME": str(tmp_path)}
-    done = run_cli("data=synthetic", "data.train_size=256", "data.test_size=64", "trainer.max_epochs=1",
-                   "logger=wandb", f"hydra.run.dir={tmp_path / 'run'}", env=env)
+    done = run_cli(
+        "data=synthetic",
+        "data.train_size=256",
+        "data.test_size=64",
+        "trainer.max_epochs=1",
+        "logger=wandb",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
@@ -171,21 +233,36 @@ def test_a_malicious_checkpoint_is_refused(tmp_path):
     evil = tmp_path / "evil.ckpt"
     with open(evil, "wb") as f:
         pickle.dump({"state_dict": Exploit()}, f)
-    done = run_cli("data=synthetic", "data.train_size=128", "data.test_size=32", "trainer.max_epochs=1", *FAST,
-                   f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / 'run'}")
+    done = run_cli(
+        "data=synthetic",
+        "data.train_size=128",
+        "data.test_size=32",
+        "trainer.max_epochs=1",
+        *FAST,
+        f"ckpt_path={evil}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert done.returncode != 0 and "Weights only load failed" in done.stderr
     assert not (tmp_path / "pwned").exists()
 
 
 def test_every_torch_load_in_the_code_is_weights_only():
-    calls = [(p, line) for p in (ROOT / "src").rglob("*.py") for line in p.read_text().splitlines()
-             if "torch.load(" in line]
+    calls = [
+        (p, line) for p in (ROOT / "src").rglob("*.py") for line in p.read_text().splitlines() if "torch.load(" in line
+    ]
     assert calls and all("weights_only=True" in line for _, line in calls), calls
 
 
 def test_a_resumed_run_continues_its_wandb_run(tmp_path):
-    common = ["data=synthetic", "data.train_size=256", "data.test_size=64", "logger=wandb", "logger.mode=offline",
-              f"hydra.run.dir={tmp_path}", *FAST[1:]]
+    common = [
+        "data=synthetic",
+        "data.train_size=256",
+        "data.test_size=64",
+        "logger=wandb",
+        "logger.mode=offline",
+        f"hydra.run.dir={tmp_path}",
+        *FAST[1:],
+    ]
     assert run_cli(*common, "trainer.max_epochs=1").returncode == 0
     done = run_cli(*common, "trainer.max_epochs=2", "ckpt_path=last")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""Schedule values against the SPEC's reference table and against PyTorch's own schedulers."""
+"""Schedule values against the worked SGDR table (Loshchilov & Hutter 2017, T_0=5, T_mult=2) and against
+PyTorch's own schedulers."""
 
 import io
 import math
@@ -7,15 +8,44 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as torch_lr
 
+from anneal.config import keys
 from anneal.errors import ConfigError
-from anneal.schedules import (SGDR, AdaptiveSGDR, Clock, Constant, Cosine, Cyclic, Exponential, ExponentialWarmup,
-                              LinearWarmup, LrPlan, LrSwitch, MultiStep, NoWarmup, OneCycle, ScheduleLR, Step,
-                              cycle_position, snapshot_cycles)
+from anneal.schedules import (
+    SGDR,
+    AdaptiveSGDR,
+    Clock,
+    Constant,
+    Cosine,
+    Cyclic,
+    Exponential,
+    ExponentialWarmup,
+    LinearWarmup,
+    LrPlan,
+    LrRecipe,
+    LrSwitch,
+    MultiStep,
+    NoWarmup,
+    OneCycle,
+    ScheduleLR,
+    Span,
+    Step,
+    cycle_position,
+    snapshot_cycles,
+)
 
-# SPEC 1.1: T_0 = 5, T_mult = 2, lr_max = 0.1, lr_min = 1e-5, T_cur counted 1..T_i at the end of each epoch
-SPEC_SGDR_TABLE = [(1, 1, 5, 0.090451805), (2, 2, 5, 0.065454305), (3, 3, 5, 0.034555695), (4, 4, 5, 0.009558195),
-                   (5, 5, 5, 0.00001), (6, 1, 10, 0.097553071), (10, 5, 10, 0.050005), (15, 10, 10, 0.00001),
-                   (16, 1, 20, 0.099384479), (18, 3, 20, 0.094550871)]
+# T_0 = 5, T_mult = 2, lr_max = 0.1, lr_min = 1e-5, T_cur counted 1..T_i at the end of each epoch
+SPEC_SGDR_TABLE = [
+    (1, 1, 5, 0.090451805),
+    (2, 2, 5, 0.065454305),
+    (3, 3, 5, 0.034555695),
+    (4, 4, 5, 0.009558195),
+    (5, 5, 5, 0.00001),
+    (6, 1, 10, 0.097553071),
+    (10, 5, 10, 0.050005),
+    (15, 10, 10, 0.00001),
+    (16, 1, 20, 0.099384479),
+    (18, 3, 20, 0.094550871),
+]
 
 
 def drive(scheduler_factory, steps: int) -> list[float]:
@@ -31,7 +61,8 @@ def drive(scheduler_factory, steps: int) -> list[float]:
 
 
 def ours(schedule, steps_per_epoch: int, steps: int) -> list[float]:
-    return drive(lambda opt: ScheduleLR(opt, schedule, Clock(steps_per_epoch)), steps)
+    plan = LrPlan(Clock(steps_per_epoch, steps), schedule.peak, schedule)
+    return drive(lambda opt: ScheduleLR(opt, plan), steps)
 
 
 def assert_same(a, b, rel=1e-9):
@@ -46,7 +77,7 @@ def test_sgdr_matches_spec_table(epoch, T_cur, T_i, lr):
     _, cur, length = s.position(epoch, ending=True)
     assert (cur, length) == (pytest.approx(T_cur), T_i)
     assert s.lr(epoch, ending=True) == pytest.approx(lr, abs=5e-10)  # the table is rounded to 9 decimals
-    # the formula of SPEC 1.1, written out
+    # SGDR's formula, written out
     assert s.lr(epoch, ending=True) == pytest.approx(1e-5 + 0.5 * (0.1 - 1e-5) * (1 + math.cos(math.pi * T_cur / T_i)))
 
 
@@ -64,7 +95,7 @@ def test_sgdr_interval_epoch_uses_table_value_during_next_epoch():
     lrs = ours(s, spe, 19 * spe)
     for epoch, _, _, lr in SPEC_SGDR_TABLE:
         if epoch not in (5, 15):  # the minimum itself is never used: the restart comes with the next epoch
-            assert lrs[epoch * spe: (epoch + 1) * spe] == pytest.approx([lr] * spe, abs=5e-10)
+            assert lrs[epoch * spe : (epoch + 1) * spe] == pytest.approx([lr] * spe, abs=5e-10)
     assert lrs[5 * spe] == pytest.approx(0.1)
 
 
@@ -72,8 +103,9 @@ def test_sgdr_interval_epoch_uses_table_value_during_next_epoch():
 def test_sgdr_equals_torch_cosine_annealing_warm_restarts(T_0, T_mult):
     spe, epochs = 13, 40
     schedule = SGDR(peak=0.1, total=epochs, T_0=T_0, T_mult=T_mult, lr_min=1e-4)
-    expected = drive(lambda o: torch_lr.CosineAnnealingWarmRestarts(o, T_0=T_0 * spe, T_mult=T_mult, eta_min=1e-4),
-                     epochs * spe)
+    expected = drive(
+        lambda o: torch_lr.CosineAnnealingWarmRestarts(o, T_0=T_0 * spe, T_mult=T_mult, eta_min=1e-4), epochs * spe
+    )
     assert_same(ours(schedule, spe, epochs * spe), expected)
 
 
@@ -91,7 +123,7 @@ def test_non_integer_T_mult_cycle_ends():
     s = SGDR(peak=0.1, total=20, T_0=1, T_mult=1.5)
     assert s.cycle_ends() == pytest.approx([1, 2.5, 4.75, 8.125, 13.1875])
     spe = 8
-    steps = sorted(ScheduleLR(torch.optim.SGD([torch.zeros(1)], lr=0.1), s, Clock(spe)).cycle_end_steps())
+    steps = sorted(LrPlan(Clock(spe, 20 * spe), 0.1, s).cycle_end_steps())
     assert steps == [8, 20, 38, 65, 106]  # ceil(end * spe): the first step of the next cycle
     for step in steps:
         assert s(step / spe) > s((step - 1) / spe)  # the lr jumps back up exactly there
@@ -130,7 +162,7 @@ def test_step_and_exp_equal_torch():
 def test_multistep_equals_torch_with_fractions_and_epochs():
     spe, epochs = 10, 40
     expected = drive(lambda o: torch_lr.MultiStepLR(o, milestones=[20 * spe, 30 * spe], gamma=0.1), epochs * spe)
-    assert_same(ours(MultiStep(peak=0.1, total=epochs, milestones=(0.5, 0.75)), spe, epochs * spe), expected)
+    assert_same(ours(MultiStep(peak=0.1, total=epochs, milestones=("50%", "75%")), spe, epochs * spe), expected)
     assert_same(ours(MultiStep(peak=0.1, total=epochs, milestones=(20, 30)), spe, epochs * spe), expected)
 
 
@@ -138,8 +170,18 @@ def test_multistep_equals_torch_with_fractions_and_epochs():
 def test_cyclic_equals_torch_cyclic_lr(mode, gamma):
     spe, epochs, step_size = 12, 20, 3
     # gamma is per epoch here, per iteration in torch
-    expected = drive(lambda o: torch_lr.CyclicLR(o, base_lr=1e-3, max_lr=0.1, step_size_up=step_size * spe, mode=mode,
-                                                 gamma=gamma ** (1 / spe), cycle_momentum=False), epochs * spe)
+    expected = drive(
+        lambda o: torch_lr.CyclicLR(
+            o,
+            base_lr=1e-3,
+            max_lr=0.1,
+            step_size_up=step_size * spe,
+            mode=mode,
+            gamma=gamma ** (1 / spe),
+            cycle_momentum=False,
+        ),
+        epochs * spe,
+    )
     schedule = Cyclic(peak=0.1, total=epochs, lr_min=1e-3, step_size=step_size, mode=mode, gamma=gamma)
     assert_same(ours(schedule, spe, epochs * spe), expected)
     assert schedule.cycle_ends() == [6, 12, 18]
@@ -151,8 +193,9 @@ def test_onecycle_equals_torch_one_cycle_lr():
     # torch reaches the final lr at its last step (n - 1); ours at the end of training (time n / spe).
     # OneCycleLR over n + 1 steps with pct_start shifted accordingly is the same function on steps 0..n-1.
     pct = (0.3 * n + 1) / (n + 1)
-    expected = drive(lambda o: torch_lr.OneCycleLR(o, max_lr=0.1, total_steps=n + 1, pct_start=pct,
-                                                   cycle_momentum=False), n)
+    expected = drive(
+        lambda o: torch_lr.OneCycleLR(o, max_lr=0.1, total_steps=n + 1, pct_start=pct, cycle_momentum=False), n
+    )
     assert_same(ours(OneCycle(peak=0.1, total=epochs), spe, n), expected)
     schedule = OneCycle(peak=0.1, total=epochs)
     assert schedule(0) == pytest.approx(0.1 / 25) and schedule(0.3 * epochs) == pytest.approx(0.1)
@@ -163,12 +206,18 @@ def test_constant():
     assert ours(Constant(peak=0.1, total=3), 4, 12) == [0.1] * 12
 
 
-@pytest.mark.parametrize("warmup", [LinearWarmup(epochs=3), LinearWarmup(epochs=None, steps=30, start_lr=0.01),
-                                    ExponentialWarmup(epochs=3, start_lr=1e-4)])
+@pytest.mark.parametrize(
+    "warmup",
+    [
+        LinearWarmup(epochs=3),
+        LinearWarmup(epochs=None, steps=30, start_lr=0.01),
+        ExponentialWarmup(epochs=3, start_lr=1e-4),
+    ],
+)
 def test_warmup_composes_and_hands_over_continuously(warmup):
     spe = 10
-    plan = LrPlan(schedule=lambda peak, total: Cosine(peak=peak, total=total, lr_min=0.0), warmup=warmup, epochs=13)
-    schedule = plan.build(peak=0.1, clock=Clock(spe))
+    recipe = LrRecipe(schedule=lambda peak, total, clock: Cosine(peak=peak, total=total, lr_min=0.0), warmup=warmup)
+    schedule = recipe.build(peak=0.1, clock=Clock(spe, 13 * spe)).schedule
     assert schedule(0) == pytest.approx(warmup.start_lr)
     assert schedule(3 - 1e-9) == pytest.approx(0.1, rel=1e-6) and schedule(3) == pytest.approx(0.1)
     lrs = [schedule(s / spe) for s in range(13 * spe)]
@@ -179,25 +228,28 @@ def test_warmup_composes_and_hands_over_continuously(warmup):
 
 
 def test_warmup_shifts_cycle_ends_and_composes_with_every_schedule():
-    plan = LrPlan(schedule=lambda peak, total: SGDR(peak=peak, total=total, T_0=1, T_mult=2),
-                  warmup=LinearWarmup(epochs=2), epochs=9)
-    assert plan.build(0.1, Clock(5)).cycle_ends() == [3, 5, 9]
+    recipe = LrRecipe(
+        schedule=lambda peak, total, clock: SGDR(peak=peak, total=total, T_0=1, T_mult=2), warmup=LinearWarmup(epochs=2)
+    )
+    assert recipe.build(0.1, Clock(5, 45)).cycle_ends() == [3, 5, 9]
     for factory in (Constant, Step, MultiStep, Exponential, Cosine, SGDR, Cyclic, OneCycle, AdaptiveSGDR):
-        schedule = LrPlan(schedule=factory, warmup=LinearWarmup(epochs=1), epochs=10).build(0.1, Clock(4))
+        schedule = LrRecipe(schedule=factory, warmup=LinearWarmup(epochs=1)).build(0.1, Clock(4, 40)).schedule
         assert schedule(0) == 0.0 and schedule(1) == pytest.approx(factory(peak=0.1, total=9)(0))
 
 
 def test_warmup_as_long_as_training_is_rejected():
     for warmup in (LinearWarmup(epochs=10), LinearWarmup(epochs=None, steps=50)):
         with pytest.raises(ConfigError, match="warmup"):
-            LrPlan(schedule=Cosine, warmup=warmup, epochs=10).build(0.1, Clock(5))
-    assert LrPlan(schedule=Cosine, warmup=NoWarmup(), epochs=10).build(0.1, Clock(5))(0) == 0.1
+            LrRecipe(schedule=Cosine, warmup=warmup).build(0.1, Clock(5, 50))
+    assert LrRecipe(schedule=Cosine, warmup=NoWarmup()).build(0.1, Clock(5, 50)).lr(0) == 0.1
 
 
 def test_swa_switch_anneals_to_swa_lr_and_drops_later_cycles():
-    plan = LrPlan(schedule=lambda peak, total: SGDR(peak=peak, total=total, T_0=2, T_mult=1), epochs=10,
-                  switch=LrSwitch(start=6, lr=0.05, anneal_epochs=2))
-    s = plan.build(0.1, Clock(4))
+    recipe = LrRecipe(
+        schedule=lambda peak, total, clock: SGDR(peak=peak, total=total, T_0=2, T_mult=1),
+        switch=LrSwitch(start=Span(6), lr=0.05, anneal_epochs=2),
+    )
+    s = recipe.build(0.1, Clock(4, 40)).schedule
     assert s(5) == pytest.approx(SGDR(peak=0.1, total=10, T_0=2)(5))
     assert s(6) == pytest.approx(0.1) and s(7) == pytest.approx(0.075) and s(8) == s(9.5) == pytest.approx(0.05)
     assert s.cycle_ends() == [2, 4, 6]
@@ -209,15 +261,15 @@ def test_adaptive_sgdr_holds_until_trigger_then_compresses_restart_peaks():
         s.observe(epoch, acc)
         assert s(epoch + 0.5) == 0.1 and s.cycle_ends() == []
     s.observe(3, 0.85)  # triggers: SGDR starts at epoch 3
-    assert s.state["triggered_at"] == 3 and s.cycle_ends()[:2] == [5, 7]
+    assert s.triggered_at == 3 and s.cycle_ends()[:2] == [5, 7]
     assert s(3) == pytest.approx(0.1) and s(4) == pytest.approx(0.05)
     s.observe(4, 0.86)  # improved mid-cycle at lr 0.05: next peak = max(0.1 / 4, 0.05)
-    assert s.state["next_peak"] == pytest.approx(0.05)
+    assert s.next_peak == pytest.approx(0.05)
     s.observe(5, 0.87)  # improved at the cycle end, where the lr reached 0: next peak = 0.1 / 4
-    assert s.state["next_peak"] == pytest.approx(0.025)
+    assert s.next_peak == pytest.approx(0.025)
     assert s(5) == pytest.approx(0.025) and s(6) == pytest.approx(0.0125)  # the restart uses it
     s.observe(6, 0.80)  # no improvement: nothing changes
-    assert s.state["next_peak"] == pytest.approx(0.025) and s.state["peaks"] == [0.1, 0.025]
+    assert s.next_peak == pytest.approx(0.025) and s.peaks == [0.1, 0.025]
     restored = AdaptiveSGDR(peak=0.1, total=30, T_0=2, T_mult=1, lr_min=0.0, trigger_val_acc=0.8, compression=4)
     restored.load_state_dict(s.state_dict())
     assert [restored(t / 4) for t in range(120)] == [s(t / 4) for t in range(120)]
@@ -234,7 +286,7 @@ def test_adaptive_sgdr_compression_1_is_plain_sgdr():
 def test_scheduler_state_roundtrip_keeps_adaptive_state():
     s = AdaptiveSGDR(peak=0.1, total=30, trigger_val_acc=0.5)
     optimizer = torch.optim.SGD([torch.zeros(1)], lr=0.1)
-    scheduler = ScheduleLR(optimizer, s, Clock(10))
+    scheduler = ScheduleLR(optimizer, LrPlan(Clock(10, 300), 0.1, s))
     s.observe(2, 0.9)
     state = scheduler.state_dict()
     assert state["schedule"]["triggered_at"] == 2 and state["lr_lambdas"] == [None]
@@ -243,43 +295,67 @@ def test_scheduler_state_roundtrip_keeps_adaptive_state():
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)  # plain values only, as checkpoints require
     fresh = AdaptiveSGDR(peak=0.1, total=30, trigger_val_acc=0.5)
-    ScheduleLR(torch.optim.SGD([torch.zeros(1)], lr=0.1), fresh, Clock(10)).load_state_dict(state)
-    assert fresh.state == s.state
+    ScheduleLR(torch.optim.SGD([torch.zeros(1)], lr=0.1), LrPlan(Clock(10, 300), 0.1, fresh)).load_state_dict(state)
+    assert fresh.state_dict() == s.state_dict()
 
 
-@pytest.mark.parametrize("factory, kwargs, key", [
-    (SGDR, {"T_0": 0}, "schedule.T_0"), (SGDR, {"T_0": -1}, "schedule.T_0"), (SGDR, {"T_mult": 0.5}, "schedule.T_mult"),
-    (SGDR, {"lr_min": -1e-3}, "schedule.lr_min"), (SGDR, {"lr_min": 0.5}, "schedule.lr_min"),
-    (Cosine, {"lr_min": 1.0}, "schedule.lr_min"), (Step, {"step_size": 0}, "schedule.step_size"),
-    (Step, {"gamma": 0}, "schedule.gamma"), (Step, {"gamma": 1.5}, "schedule.gamma"),
-    (MultiStep, {"milestones": (5, 50)}, "schedule.milestones"), (MultiStep, {"milestones": (30, 10)}, "schedule.milestones"),
-    (MultiStep, {"gamma": -0.1}, "schedule.gamma"), (Exponential, {"k": -0.1}, "schedule.k"),
-    (Cyclic, {"step_size": 0}, "schedule.step_size"), (Cyclic, {"mode": "sawtooth"}, "schedule.mode"),
-    (Cyclic, {"gamma": 0}, "schedule.gamma"), (OneCycle, {"pct_start": 1.0}, "schedule.pct_start"),
-    (Cosine, {"interval": "batch"}, "schedule.interval"), (AdaptiveSGDR, {"compression": 0.5}, "schedule.compression"),
-    (snapshot_cycles, {"cycles": 0}, "schedule.cycles"), (snapshot_cycles, {"cycles": 41}, "schedule.cycles"),
-])
+@pytest.mark.parametrize(
+    "factory, kwargs, key",
+    [
+        (SGDR, {"T_0": 0}, "schedule.T_0"),
+        (SGDR, {"T_0": -1}, "schedule.T_0"),
+        (SGDR, {"T_mult": 0.5}, "schedule.T_mult"),
+        (SGDR, {"lr_min": -1e-3}, "schedule.lr_min"),
+        (SGDR, {"lr_min": 0.5}, "schedule.lr_min"),
+        (Cosine, {"lr_min": 1.0}, "schedule.lr_min"),
+        (Step, {"step_size": 0}, "schedule.step_size"),
+        (Step, {"gamma": 0}, "schedule.gamma"),
+        (Step, {"gamma": 1.5}, "schedule.gamma"),
+        (MultiStep, {"milestones": (5, 50)}, "schedule.milestones"),
+        (MultiStep, {"milestones": (0.5,)}, "schedule.milestones"),
+        (MultiStep, {"milestones": (30, 10)}, "schedule.milestones"),
+        (MultiStep, {"gamma": -0.1}, "schedule.gamma"),
+        (Exponential, {"k": -0.1}, "schedule.k"),
+        (Cyclic, {"step_size": 0}, "schedule.step_size"),
+        (Cyclic, {"mode": "sawtooth"}, "schedule.mode"),
+        (Cyclic, {"gamma": 0}, "schedule.gamma"),
+        (OneCycle, {"pct_start": 1.0}, "schedule.pct_start"),
+        (Cosine, {"interval": "batch"}, "schedule.interval"),
+        (AdaptiveSGDR, {"compression": 0.5}, "schedule.compression"),
+        (snapshot_cycles, {"cycles": 0}, "schedule.cycles"),
+        (snapshot_cycles, {"cycles": 41}, "schedule.cycles"),
+    ],
+)
 def test_invalid_schedule_settings_are_rejected_naming_the_key(factory, kwargs, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")), keys("schedule"):
         factory(peak=0.1, total=40, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, key", [({"epochs": 0}, "warmup.epochs"), ({"epochs": None, "steps": -5}, "warmup.steps"),
-                                         ({"epochs": 2, "steps": 10}, "warmup.epochs/warmup.steps"),
-                                         ({"start_lr": -1.0}, "warmup.start_lr")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"epochs": 0}, "warmup.epochs"),
+        ({"epochs": None, "steps": -5}, "warmup.steps"),
+        ({"epochs": 2, "steps": 10}, "warmup.epochs=2 and warmup.steps=10"),
+        ({"start_lr": -1.0}, "warmup.start_lr"),
+    ],
+)
 def test_invalid_warmup_settings_are_rejected(kwargs, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")), keys("warmup"):
         LinearWarmup(**kwargs)
-    with pytest.raises(ConfigError, match="warmup.start_lr"):
+    with pytest.raises(ConfigError, match="warmup.start_lr"), keys("warmup"):
         ExponentialWarmup(start_lr=0.0)
 
 
 def test_epoch_interval_samples_the_warmup_and_the_swa_switch_at_whole_epochs_too():
     from functools import partial
 
-    plan = LrPlan(schedule=partial(Cosine, interval="epoch"), warmup=LinearWarmup(epochs=4), epochs=10,
-                  switch=LrSwitch(start=8, lr=0.01, anneal_epochs=2))
-    s = plan.build(0.1, Clock(10))
+    recipe = LrRecipe(
+        schedule=partial(Cosine, interval="epoch"),
+        warmup=LinearWarmup(epochs=4),
+        switch=LrSwitch(start=Span(8), lr=0.01, anneal_epochs=2),
+    )
+    s = recipe.build(0.1, Clock(10, 100)).schedule
     assert [s(t) for t in (0.5, 1.0, 1.9, 3.99)] == pytest.approx([0.0, 0.025, 0.025, 0.075])  # Keras-style steps
     assert s(4.5) == s(4.0) == pytest.approx(0.1)
     assert s(8.5) == s(8.0) and s(9.5) == pytest.approx(0.01 + 0.5 * (s(8.0) - 0.01))

@@ -1,21 +1,34 @@
 """Multiruns: one directory, results.json and W&B run per job, a summary per sweep; launchers and Optuna."""
 
-import csv
 import json
 
 import yaml
+from conftest import CONF, read_rows, run_cli
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, run_cli
-
-SMALL = ["data=synthetic", "data.train_size=256", "data.test_size=64", "trainer.max_epochs=1",
-         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+SMALL = [
+    "data=synthetic",
+    "data.train_size=256",
+    "data.test_size=64",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 
 
 def test_two_by_two_sweep_has_four_jobs_a_summary_and_grouped_wandb_runs(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run_cli("-m", "schedule=sgdr", "schedule.T_0=1,2", "schedule.T_mult=1,2", *SMALL, "logger=wandb",
-                   "logger.mode=offline", f"hydra.sweep.dir={sweep}", env={"WANDB_API_KEY": None})
+    done = run_cli(
+        "-m",
+        "schedule=sgdr",
+        "schedule.T_0=1,2",
+        "schedule.T_mult=1,2",
+        *SMALL,
+        "logger=wandb",
+        "logger.mode=offline",
+        f"hydra.sweep.dir={sweep}",
+        env={"WANDB_API_KEY": None},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
@@ -23,7 +36,7 @@ def test_two_by_two_sweep_has_four_jobs_a_summary_and_grouped_wandb_runs(tmp_pat
         assert "test/acc" in json.loads((job / "results.json").read_text())
         assert len(list((job / "wandb").glob("offline-run-*"))) == 1  # its own W&B run, finished
         assert yaml.safe_load((job / "config.yaml").read_text())["logger"]["group"] == "sweep"
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = read_rows(sweep / "summary.csv")
     assert {(r["schedule.T_0"], r["schedule.T_mult"]) for r in rows} == {("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")}
     assert all(0 <= float(r["test/acc"]) <= 1 for r in rows)
     assert (sweep / "summary.md").is_file() and (sweep / "summary.png").stat().st_size > 10_000
@@ -31,16 +44,30 @@ def test_two_by_two_sweep_has_four_jobs_a_summary_and_grouped_wandb_runs(tmp_pat
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2", *SMALL, "logger=csv",
-                   f"hydra.sweep.dir={sweep}")
+    done = run_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=1,2",
+        *SMALL,
+        "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list(sweep.glob("*/results.json"))) == 2 and (sweep / "summary.csv").is_file()
 
 
 def test_optuna_search_maximizes_the_returned_metric(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run_cli("-m", "hparams_search=sgdr_optuna", "hydra.sweeper.n_trials=2", *SMALL, "data.val_size=64",
-                   "logger=csv", f"hydra.sweep.dir={sweep}")
+    done = run_cli(
+        "-m",
+        "hparams_search=sgdr_optuna",
+        "hydra.sweeper.n_trials=2",
+        *SMALL,
+        "data.val_size=64",
+        "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"schedule.T_0", "schedule.T_mult", "optimizer.lr"}
@@ -57,9 +84,16 @@ def test_slurm_launcher_config_composes_without_slurm(tmp_path):
 
 def test_a_failing_job_does_not_stop_the_other_jobs_and_the_summary_is_written(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run_cli("-m", "schedule=sgdr", "schedule.T_0=50,1", "ensemble=snapshot", *SMALL, "logger=csv",
-                   f"hydra.sweep.dir={sweep}")  # the first job (T_0=50) has no cycle end in its 1 epoch: it fails
+    done = run_cli(
+        "-m",
+        "schedule=sgdr",
+        "schedule.T_0=50,1",
+        "ensemble=snapshot",
+        *SMALL,
+        "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+    )  # the first job (T_0=50) has no cycle end in its 1 epoch: it fails
     assert done.returncode != 0 and "ensemble=snapshot needs a schedule with cycles" in done.stderr
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = read_rows(sweep / "summary.csv")
     assert [r["schedule.T_0"] for r in rows] == ["1"]

@@ -3,11 +3,11 @@
 import time
 
 import pytest
+from conftest import FAST, compose_config, run_cli
 
 from anneal.errors import ConfigError
 from anneal.module import Classifier
 from anneal.run import run
-from conftest import FAST, compose_config, run_cli
 
 DATA = ["data=synthetic", "data.train_size=500", "data.test_size=100"]
 INVALID = [
@@ -82,7 +82,12 @@ def test_cli_reports_a_bad_setting_in_one_line_within_seconds(tmp_path):
 
 
 def test_a_rejected_run_leaves_no_wandb_run(tmp_path):
-    done = run_cli("data.root=" + str(tmp_path / "nothing"), "data.download=false", "logger=wandb",
-                   "logger.mode=offline", f"hydra.run.dir={tmp_path / 'run'}")
+    done = run_cli(
+        "data.root=" + str(tmp_path / "nothing"),
+        "data.download=false",
+        "logger=wandb",
+        "logger.mode=offline",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert done.returncode == 2 and "data.download=false" in done.stderr
     assert not (tmp_path / "run" / "wandb").exists()

@@ -1,4 +1,4 @@
-"""The W&B logger, offline unless an API key is configured, so a run never blocks on the network."""
+"""The W&B logger: offline unless an API key is configured, so that a run never blocks on the network."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import logging
 import netrc
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
+
+from anneal.errors import require
 
 log = logging.getLogger(__name__)
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -19,6 +22,8 @@ def wandb_api_key_configured() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    if host is None:
+        return False
     try:
         return netrc.netrc().authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
@@ -27,30 +32,10 @@ def wandb_api_key_configured() -> bool:
 
 def wandb_mode(mode: str = "auto") -> str:
     """`auto`: WANDB_MODE if set, else online with an API key and offline without one."""
-    if mode not in WANDB_MODES:
-        from anneal.errors import ConfigError
-
-        raise ConfigError(f"logger.mode={mode!r} is invalid: one of {WANDB_MODES}")
+    require(mode in WANDB_MODES, "mode", mode, f"one of {WANDB_MODES}")
     if mode != "auto":
         return mode
     return os.environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured() else "offline")
-
-
-class FallbackWandbLogger(WandbLogger):
-    """A WandbLogger that logs offline instead of failing when the W&B server cannot be reached or refuses
-    the key: a run never dies of its logging, and `wandb sync` uploads the offline run later."""
-
-    @property
-    def experiment(self):
-        try:
-            return super().experiment
-        except Exception as error:  # wandb raises CommError, UsageError, AuthenticationError, timeouts ...
-            if self._wandb_init.get("mode") == "offline":
-                raise
-            log.warning("W&B could not start online (%s: %s); logging offline under %s instead",
-                        type(error).__name__, error, self._wandb_init.get("dir"))
-            self._wandb_init["mode"] = "offline"
-            return super().experiment
 
 
 def previous_run_id(save_dir: str) -> str | None:
@@ -59,17 +44,55 @@ def previous_run_id(save_dir: str) -> str | None:
     return runs[-1].name.rsplit("-", 1)[-1] if runs else None
 
 
-def wandb_logger(project: str = "anneal", name: str | None = None, group: str | None = None,
-                 tags: list[str] | None = None, save_dir: str = ".", mode: str = "auto", init_timeout: float = 30,
-                 resuming_from: str | None = None, **kwargs) -> WandbLogger:
+def wandb_logger(
+    project: str = "anneal",
+    name: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+    save_dir: str = ".",
+    mode: str = "auto",
+    init_timeout: float = 30,
+    resuming_from: str | None = None,
+    **kwargs: Any,
+) -> WandbLogger:
+    """A WandbLogger whose run has started: online with an API key, offline without one, and offline instead
+    when the server cannot be reached or refuses the key (`wandb sync` uploads it later), so that a run never
+    dies of its logging. Build it only once the run's settings have been checked: it starts the W&B run."""
     import wandb
 
     mode = wandb_mode(mode)
     if resuming_from and "id" not in kwargs and (previous := previous_run_id(save_dir)):
         kwargs["id"] = previous  # a resumed training run goes on in the same W&B run
-    if mode == "offline":
-        log.info("W&B offline (no API key configured): the run is saved under %s/wandb; `wandb sync` uploads it",
-                 save_dir)
-    # mode goes to wandb.init; WandbLogger(offline=True) would set WANDB_MODE for the whole process
-    return FallbackWandbLogger(project=project, name=name, group=group, tags=list(tags or []), save_dir=save_dir,
-                               mode=mode, settings=wandb.Settings(init_timeout=init_timeout), **kwargs)
+
+    def start(mode: str) -> WandbLogger:
+        # mode goes to wandb.init; WandbLogger(offline=True) would set WANDB_MODE for the whole process
+        logger = WandbLogger(
+            project=project,
+            name=name,
+            group=group,
+            tags=list(tags or []),
+            save_dir=save_dir,
+            mode=mode,
+            settings=wandb.Settings(init_timeout=init_timeout),
+            **kwargs,
+        )
+        logger.experiment  # noqa: B018 (starts the run: a refused key or an unreachable server shows here)
+        return logger
+
+    if mode != "online":
+        if mode == "offline":
+            log.info(
+                "W&B offline (no API key configured): the run is saved under %s/wandb; `wandb sync` uploads it",
+                save_dir,
+            )
+        return start(mode)
+    try:
+        return start(mode)
+    except Exception as error:  # wandb raises CommError, UsageError, AuthenticationError, timeouts ...
+        log.warning(
+            "W&B could not start online (%s: %s); logging offline under %s/wandb instead",
+            type(error).__name__,
+            error,
+            save_dir,
+        )
+        return start("offline")

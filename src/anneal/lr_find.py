@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import statistics
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -17,15 +18,35 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig
 
+from anneal.module import Classifier
 from anneal.storage import save_json
 
 log = logging.getLogger(__name__)
 
 
-def unbias(smoothed: list[float], beta: float = 0.98) -> list[float]:
-    """Lightning divides its running average by 1 - beta ** (step + 1) with the step count already
-    incremented, which halves the first points (2.30 -> 1.16); redo the division with the right count."""
-    return [loss * (1 - beta ** (k + 2)) / (1 - beta ** (k + 1)) for k, loss in enumerate(smoothed)]
+def smoothed(losses: list[float], beta: float = 0.98) -> list[float]:
+    """The bias-corrected running average of the losses (Smith 2017, as in fastai): the average after step k
+    (from 1) divided by 1 - beta ** k. Computed here from the raw losses: Lightning's finder records only its
+    own average, whose correction is one step off (its first point is about half the loss)."""
+    average, out = 0.0, []
+    for k, loss in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta**k))
+    return out
+
+
+class RecordingClassifier(Classifier):
+    """The Classifier, recording the training loss of every optimizer step as the step computed it. (Module
+    hooks, not a callback: Lightning's finder runs with its own callback alone.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.step_losses: list[float] = []
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:  # the batches the finder records
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.step_losses.append(float(loss))
 
 
 def steepest_descent(lrs: list[float], losses: list[float], skip_begin: int = 10) -> float | None:
@@ -68,33 +89,65 @@ def plot(lrs, losses, suggestion, lr_range, path: Path, title: str) -> Path:
     return path
 
 
-def lr_find(cfg: DictConfig, trainer: L.Trainer, module, datamodule) -> float | None:
+def lr_find(
+    cfg: DictConfig, trainer: L.Trainer, module: RecordingClassifier, datamodule: L.LightningDataModule
+) -> float | None:
     settings = cfg.lr_find
-    finder = Tuner(trainer).lr_find(module, datamodule=datamodule, min_lr=settings.min_lr, max_lr=settings.max_lr,
-                                    num_training=settings.num_training, mode=settings.mode,
-                                    early_stop_threshold=settings.early_stop_threshold, update_attr=False)
-    lrs, losses = finder.results["lr"], unbias(finder.results["loss"])
+    finder = Tuner(trainer).lr_find(
+        module,
+        datamodule=datamodule,
+        min_lr=settings.min_lr,
+        max_lr=settings.max_lr,
+        num_training=settings.num_training,
+        mode=settings.mode,
+        early_stop_threshold=settings.early_stop_threshold,
+        update_attr=False,
+    )
+    assert finder is not None
+    lrs = finder.results["lr"][: len(module.step_losses)]
+    losses = smoothed(module.step_losses[: len(lrs)])
     suggestion = steepest_descent(lrs, losses)
     lr_range = suggested_range(lrs, losses)
     out = Path(cfg.output_dir)
-    png = plot(lrs, losses, suggestion, lr_range, out / "lr_find.png",
-               f"LR range test: {len(lrs)} steps, {settings.mode}, {datamodule.name}")
-    results = {"lr_find/suggestion": suggestion, "lr_find/range": list(lr_range), "lr_find/steps": len(lrs),
-               "lr_find/mode": settings.mode, "data": datamodule.name}
+    png = plot(
+        lrs,
+        losses,
+        suggestion,
+        lr_range,
+        out / "lr_find.png",
+        f"LR range test: {len(lrs)} steps, {settings.mode}, {datamodule.name}",
+    )
+    results = {
+        "lr_find/suggestion": suggestion,
+        "lr_find/range": list(lr_range),
+        "lr_find/steps": len(lrs),
+        "lr_find/mode": settings.mode,
+        "data": datamodule.name,
+    }
     if trainer.is_global_zero:
         save_json(results, out / "results.json")
         save_json({"lr": lrs, "smoothed_loss": losses}, out / "lr_find.json")
     for logger in trainer.loggers:
-        logger.log_metrics({"lr_find/suggestion": suggestion or float("nan"), "lr_find/range_min": lr_range[0],
-                            "lr_find/range_max": lr_range[1]})
+        logger.log_metrics(
+            {
+                "lr_find/suggestion": suggestion or float("nan"),
+                "lr_find/range_min": lr_range[0],
+                "lr_find/range_max": lr_range[1],
+            }
+        )
         if isinstance(logger, WandbLogger):
             logger.log_image("lr_find", images=[str(png)])
         logger.finalize("success")
-    advice = "no steepest-descent point (too few steps)" if suggestion is None else \
-        f"steepest descent at lr = {suggestion:.3g}  ->  optimizer.lr={suggestion:.3g}"
-    message = (f"LR range test ({len(lrs)} steps): {advice}\n"
-               f"  range [{lr_range[0]:.3g}, {lr_range[1]:.3g}]  ->  schedule=cyclic schedule.lr_min={lr_range[0]:.3g} "
-               f"optimizer.lr={lr_range[1]:.3g}  or  schedule=sgdr optimizer.lr={lr_range[1]:.3g}\n  picture: {png}")
+    advice = (
+        "no steepest-descent point (too few steps)"
+        if suggestion is None
+        else f"steepest descent at lr = {suggestion:.3g}  ->  optimizer.lr={suggestion:.3g}"
+    )
+    message = (
+        f"LR range test ({len(lrs)} steps): {advice}\n"
+        f"  range [{lr_range[0]:.3g}, {lr_range[1]:.3g}]  ->  schedule=cyclic schedule.lr_min={lr_range[0]:.3g} "
+        f"optimizer.lr={lr_range[1]:.3g}  or  schedule=sgdr optimizer.lr={lr_range[1]:.3g}\n  picture: {png}"
+    )
     log.info(message)
     print(message)
     return suggestion

@@ -1,27 +1,42 @@
-"""Rendering a run's lr function: a CSV of the lr at every optimizer step and a PNG against epochs,
-cycle ends marked. `mode=preview` does only this; every training run does it at the start."""
+"""Rendering a run's lr plan: a CSV of the lr at every optimizer step and a PNG against epochs, cycle ends
+marked. `mode=preview` does only this; every training run does it at the start.
+
+A run of more than `MAX_POINTS` steps is drawn from that many evenly spaced steps plus the steps around
+every cycle end, so that the picture costs the same for 10^3 steps as for 10^9."""
 
 from __future__ import annotations
 
 import csv
+import math
 import textwrap
 from pathlib import Path
 
-from anneal.schedules import Clock, Schedule
+from anneal.schedules import LrPlan
+
+MAX_POINTS = 100_000
 
 
-def lr_per_step(schedule: Schedule, clock: Clock, total_steps: int) -> list[tuple[int, float, float]]:
-    """(step, epoch, lr) for every optimizer step of the run."""
-    return [(step, clock.epochs(step), schedule(clock.epochs(step))) for step in range(total_steps)]
+def plotted_steps(plan: LrPlan, max_points: int = MAX_POINTS) -> list[int]:
+    """Every step of the run when there are at most `max_points`, else a sample that keeps the restarts."""
+    total = plan.clock.total_steps
+    if total <= max_points:
+        return list(range(total))
+    stride = math.ceil(total / max_points)
+    ends = [s for end in plan.cycle_end_steps() for s in (end - 1, end) if 0 <= s < total]
+    return sorted({*range(0, total, stride), total - 1, *ends})
 
 
-def render(schedule: Schedule, clock: Clock, total_steps: int, out_dir: str | Path, title: str,
-           name: str = "lr_schedule") -> tuple[Path, Path]:
+def lr_points(plan: LrPlan, max_points: int = MAX_POINTS) -> list[tuple[int, float, float]]:
+    """(step, epoch, lr) for the steps of the run that are drawn."""
+    return [(step, plan.clock.epochs(step), plan.lr(step)) for step in plotted_steps(plan, max_points)]
+
+
+def render(plan: LrPlan, out_dir: str | Path, title: str, name: str = "lr_schedule") -> tuple[Path, Path]:
     from matplotlib.figure import Figure  # imported here: only runs that draw pay for matplotlib
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = lr_per_step(schedule, clock, total_steps)
+    rows = lr_points(plan)
     csv_path, png_path = out_dir / f"{name}.csv", out_dir / f"{name}.png"
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -31,11 +46,12 @@ def render(schedule: Schedule, clock: Clock, total_steps: int, out_dir: str | Pa
     fig = Figure(figsize=(9, 4), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([e for _, e, _ in rows], [lr for _, _, lr in rows], lw=1.2, color="tab:blue")
-    for i, end in enumerate(schedule.cycle_ends()):
+    ends = plan.cycle_ends()
+    for i, end in enumerate(ends[:1000]):  # a marker per cycle end, as long as they can be told apart
         ax.axvline(end, color="tab:red", ls="--", lw=0.8, label="cycle end" if i == 0 else None)
-    if schedule.cycle_ends():
+    if ends:
         ax.legend(loc="upper right")
-    ax.set(xlabel="epoch", ylabel="learning rate", xlim=(0, total_steps / clock.steps_per_epoch))
+    ax.set(xlabel="epoch", ylabel="learning rate", xlim=(0, plan.clock.total_epochs))
     ax.set_title(textwrap.fill(title, 100), fontsize=9)
     ax.grid(alpha=0.3)
     fig.savefig(png_path, dpi=110)

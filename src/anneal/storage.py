@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any
 
 import torch
 from lightning.fabric.plugins.io import TorchCheckpointIO
@@ -22,7 +23,7 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -20,8 +21,17 @@ from omegaconf import DictConfig
 from anneal.storage import atomic_write, save_text
 
 log = logging.getLogger(__name__)
-METRICS = ["test/acc", "test/loss", "val/acc", "ensemble/test/acc", "snapshots/test/acc_mean", "swa/test/acc",
-           "ema/test/acc", "lr_find/suggestion", "wall_seconds"]
+METRICS = [
+    "test/acc",
+    "test/loss",
+    "val/acc",
+    "ensemble/test/acc",
+    "snapshots/test/acc_mean",
+    "swa/test/acc",
+    "ema/test/acc",
+    "lr_find/suggestion",
+    "wall_seconds",
+]
 
 
 def parse_override(override: str) -> tuple[str, str]:
@@ -77,15 +87,27 @@ def plot(rows: list[dict], path: Path, metric: str = "test/acc") -> Path:
     if len(keys) == 2:
         xs = sorted({r[keys[0]] for r in rows}, key=_numeric)
         ys = sorted({r[keys[1]] for r in rows}, key=_numeric)
-        grid = [[next((r.get(metric) for r in rows if r[keys[0]] == x and r[keys[1]] == y), float("nan"))
-                 for x in xs] for y in ys]
+        grid = np.array(
+            [
+                [next((r.get(metric) for r in rows if r[keys[0]] == x and r[keys[1]] == y), np.nan) for x in xs]
+                for y in ys
+            ],
+            dtype=float,
+        )
         image = ax.imshow(grid, cmap="viridis", origin="lower")
-        middle = (image.norm.vmin + image.norm.vmax) / 2
+        middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
         for i, line in enumerate(grid):
             for j, value in enumerate(line):
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="black" if value > middle else "white")
-        ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
-               xlabel=keys[0], ylabel=keys[1], title=f"{metric} over {keys[0]} x {keys[1]}")
+        ax.set(
+            xticks=range(len(xs)),
+            xticklabels=xs,
+            yticks=range(len(ys)),
+            yticklabels=ys,
+            xlabel=keys[0],
+            ylabel=keys[1],
+            title=f"{metric} over {keys[0]} x {keys[1]}",
+        )
         fig.colorbar(image, ax=ax, label=metric)
     else:
         labels = [", ".join(f"{k}={r.get(k)}" for k in keys) or r["job"] for r in rows]

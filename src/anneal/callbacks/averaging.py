@@ -9,40 +9,47 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn, update_bn
 
+from anneal.callbacks.base import RunCallback
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
-from anneal.module import lr_scheduler
-from anneal.schedules import LrSwitch, fraction_or_epochs
+from anneal.schedules import LrPlan, LrSwitch, Span
 from anneal.storage import save_tensors
 
 log = logging.getLogger(__name__)
 
 
-class WeightAverage(L.Callback):
-    """Base: keeps `average` (an AveragedModel), updated after step s when should_update(s).
-    Its state (the averaged weights, n_averaged, the last update) lives in checkpoints."""
+class WeightAverage(RunCallback):
+    """Base: keeps `average` (an AveragedModel), updated after step s when should_update(s), from `start`
+    (epochs, 'N steps' or 'P%' of training) on. Its state (the averaged weights, the last update) lives in
+    checkpoints."""
 
     prefix = "avg"
 
-    def __init__(self, start: float, total_epochs: float, *, start_key: str, bn_update: bool, use_buffers: bool,
-                 multi_avg_fn=None):
-        require(start >= 0, start_key, start, "must be >= 0 (epochs, or a fraction of training if < 1)")
-        self.start, self.total_epochs = start, total_epochs
-        require(self.start_epochs < total_epochs, start_key, start,
-                f"must start before the end of training (trainer.max_epochs={total_epochs})")
+    def __init__(self, start: Span, *, start_key: str, bn_update: bool, use_buffers: bool, multi_avg_fn: Any = None):
+        self.start, self.start_key = start, start_key
         self.bn_update, self.use_buffers, self.multi_avg_fn = bn_update, use_buffers, multi_avg_fn
         self.average: AveragedModel | None = None
         self.last_step, self.start_step = 0, 0
-        self._pending_state: dict | None = None
+        self.start_epochs = 0.0
+        self._pending_state: dict[str, Any] | None = None
 
-    @property
-    def start_epochs(self) -> float:
-        return fraction_or_epochs(self.start, self.total_epochs)
+    def use_plan(self, plan: LrPlan) -> None:
+        self.plan = plan
+        total = plan.clock.total_epochs
+        self.start_epochs = self.start.epochs(total, plan.clock)
+        require(
+            self.start_epochs < total,
+            self.start_key,
+            str(self.start),
+            f"must start before the end of training ({total:g} epochs)",
+        )
+        self.start_step = plan.clock.step_at(self.start_epochs)
 
     def should_update(self, step: int) -> bool:
         raise NotImplementedError
@@ -51,35 +58,33 @@ class WeightAverage(L.Callback):
         splits = ["test", "val"] if has_val else ["test"]
         return [f"{self.prefix}/{split}/{m}" for split in splits for m in ("acc", "loss")]
 
-    def on_fit_start(self, trainer, pl_module):
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         # created here, after Lightning moved the network to its device, so updates never cross devices
         if self.average is None:
-            self.average = AveragedModel(pl_module.plain_network, multi_avg_fn=self.multi_avg_fn,
-                                         use_buffers=self.use_buffers)
+            self.average = AveragedModel(
+                pl_module.network, multi_avg_fn=self.multi_avg_fn, use_buffers=self.use_buffers
+            )
         if self._pending_state is not None:
             self.load_state_dict(self._pending_state)
 
-    def on_train_start(self, trainer, pl_module):
-        self.scheduler = lr_scheduler(trainer)
-        self.start_step = self.scheduler.clock.step_at(self.start_epochs)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
         if step > self.last_step and step >= self.start_step and self.should_update(step):
-            self.average.update_parameters(pl_module.plain_network)
+            assert self.average is not None
+            self.average.update_parameters(pl_module.network)
             self.last_step = step
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"average": None if self.average is None else self.average.state_dict(), "last_step": self.last_step}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.average is None:  # checkpoints are restored before on_fit_start creates the average
             self._pending_state = state
             return
         self.average.load_state_dict(state["average"])
         self.last_step, self._pending_state = state["last_step"], None
 
-    def evaluate(self, trainer: L.Trainer, module, datamodule) -> dict:
+    def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
         """BN statistics recomputed with one pass over the training data (no augmentation, the whole set
         on every rank), then the averaged network on val (if held out) and test; its weights saved."""
         p = self.prefix
@@ -87,8 +92,9 @@ class WeightAverage(L.Callback):
         if n == 0:
             log.warning("averaging=%s: no weights were averaged (start at epoch %g)", p, self.start_epochs)
             return {f"{p}/n_averaged": 0}
+        assert self.average is not None
         network, device = self.average.module, module.device
-        results: dict = {f"{p}/n_averaged": n}
+        results: dict[str, Any] = {f"{p}/n_averaged": n}
         if self.bn_update:
             train = datamodule.batches("train")  # unsharded: every rank sees the whole training set
             update_bn(train, network, device=device)
@@ -109,59 +115,97 @@ class WeightAverage(L.Callback):
 _swa_mean = get_swa_multi_avg_fn()
 
 
-def swa_mean(averaged: list, current: list, num_averaged) -> None:
+def swa_mean(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
     """torch's multi-tensor SWA mean for float tensors; integer buffers (BatchNorm's batch counter, which
     torch's function cannot divide) take the current value."""
     if averaged[0].is_floating_point():
         _swa_mean(averaged, current, num_averaged)
     else:
-        torch._foreach_copy_(averaged, current)
+        for a, c in zip(averaged, current):
+            a.copy_(c)
 
 
 class SWA(WeightAverage):
-    """Stochastic weight averaging (Izmailov et al. 2018): the equal-weight mean of the weights after
-    every `swa_freq`-th optimizer step from `swa_start` on, after every epoch (swa_freq="epoch", the
-    paper's), or after each cycle end of the schedule (swa_freq="cycle"). swa_lr null leaves the schedule
-    alone; a value switches to it at swa_start (annealed over anneal_epochs), shown in the lr preview
-    like any other part of the schedule. Without bn_update, BatchNorm statistics are averaged too."""
+    """Stochastic weight averaging (Izmailov et al. 2018): the equal-weight mean of the weights after every
+    `swa_freq`-th optimizer step from `swa_start` on, after every epoch (swa_freq="epoch", the paper's),
+    or after each cycle end of the schedule (swa_freq="cycle"). swa_lr null leaves the schedule alone; a
+    value switches to it at swa_start (annealed over anneal_epochs), shown in the lr preview like any other
+    part of the schedule. Without bn_update, BatchNorm statistics are averaged too.
+
+    With swa_start in optimizer steps ('N steps') it is torchcontrib's automatic mode: the lr is swa_lr from
+    step swa_start on, and the weights are averaged after every step n with n > swa_start and n % swa_freq == 0.
+    In epochs, averages are taken at swa_start and every swa_freq steps after it."""
 
     prefix = "swa"
     FREQUENCIES = ("epoch", "cycle")
 
-    def __init__(self, swa_start: float = 0.75, swa_freq: int | str = 1, swa_lr: float | None = None,
-                 anneal_epochs: float = 5.0, total_epochs: float = 1.0, bn_update: bool = True):
+    def __init__(
+        self,
+        swa_start: float | str = "75%",
+        swa_freq: int | str = 1,
+        swa_lr: float | None = None,
+        anneal_epochs: float = 5.0,
+        bn_update: bool = True,
+    ):
         # a multi-tensor mean: AveragedModel's default falls back to a per-tensor loop on CPUs (2-3x slower)
-        super().__init__(swa_start, total_epochs, start_key="averaging.swa_start", bn_update=bn_update,
-                         use_buffers=not bn_update, multi_avg_fn=swa_mean)
-        require(swa_freq in self.FREQUENCIES or (isinstance(swa_freq, int) and swa_freq >= 1), "averaging.swa_freq",
-                swa_freq, "an integer >= 1 (optimizer steps), 'epoch' or 'cycle'")
-        require(swa_lr is None or swa_lr > 0, "averaging.swa_lr", swa_lr, "must be > 0, or null to keep the schedule")
-        require(anneal_epochs >= 0, "averaging.anneal_epochs", anneal_epochs, "must be >= 0")
+        super().__init__(
+            Span.parse(swa_start, "swa_start"),
+            start_key="swa_start",
+            bn_update=bn_update,
+            use_buffers=not bn_update,
+            multi_avg_fn=swa_mean,
+        )
+        require(
+            swa_freq in self.FREQUENCIES or (isinstance(swa_freq, int) and swa_freq >= 1),
+            "swa_freq",
+            swa_freq,
+            "an integer >= 1 (optimizer steps), 'epoch' or 'cycle'",
+        )
+        require(swa_lr is None or swa_lr > 0, "swa_lr", swa_lr, "must be > 0, or null to keep the schedule")
+        require(anneal_epochs >= 0, "anneal_epochs", anneal_epochs, "must be >= 0")
         if swa_freq == "cycle" and swa_lr is not None:
-            raise ConfigError("averaging.swa_freq=cycle averages at the schedule's cycle ends, but averaging.swa_lr="
-                              f"{swa_lr} replaces the schedule by a constant lr after swa_start: set swa_lr=null")
+            raise ConfigError(
+                "swa_freq",
+                swa_freq,
+                text=f"{{key}}=cycle averages at the schedule's cycle ends, but "
+                f"swa_lr={swa_lr} replaces the schedule by a constant lr after swa_start: set swa_lr=null",
+            )
         self.swa_freq, self.swa_lr, self.anneal_epochs = swa_freq, swa_lr, anneal_epochs
 
     def lr_switch(self) -> LrSwitch | None:
-        return None if self.swa_lr is None else LrSwitch(self.start_epochs, self.swa_lr, self.anneal_epochs)
+        return None if self.swa_lr is None else LrSwitch(self.start, self.swa_lr, self.anneal_epochs)
 
-    def check(self, schedule, clock) -> None:
-        if self.swa_freq != "cycle" or schedule.needs_val_acc:
+    def use_plan(self, plan: LrPlan) -> None:
+        super().use_plan(plan)
+        if self.swa_freq != "cycle" or plan.schedule.cycles_follow_metric:
             return
-        ends = [e for e in schedule.cycle_ends() if e >= self.start_epochs]
+        ends = [e for e in plan.cycle_ends() if e >= self.start_epochs]
         if not ends:
-            raise ConfigError(f"averaging.swa_freq=cycle is invalid here: no cycle of the schedule ends at or after "
-                              f"averaging.swa_start ({self.start_epochs:g} epochs), so nothing would be averaged; cycle "
-                              f"ends: {schedule.cycle_ends() or 'none'}. Lower swa_start or use a schedule with cycles")
+            raise ConfigError(
+                "swa_freq",
+                "cycle",
+                text=(
+                    f"{{key}}=cycle is invalid here: no cycle of the schedule ends at or after swa_start "
+                    f"({self.start_epochs:g} epochs), so nothing would be averaged; cycle ends: "
+                    f"{plan.cycle_ends() or 'none'}. Lower swa_start or use a schedule with cycles"
+                ),
+            )
         if len(ends) == 1:
-            log.warning("averaging.swa_freq=cycle: only one cycle ends after swa_start (epoch %g), so the SWA model "
-                        "is a single set of weights; lower averaging.swa_start or shorten the cycles", ends[0])
+            log.warning(
+                "swa_freq=cycle: only one cycle ends after swa_start (epoch %g), so the SWA model is a "
+                "single set of weights; lower swa_start or shorten the cycles",
+                ends[0],
+            )
 
-    def should_update(self, step):
+    def should_update(self, step: int) -> bool:
         if self.swa_freq == "cycle":
-            return step in self.scheduler.cycle_end_steps()
-        every = self.scheduler.clock.steps_per_epoch if self.swa_freq == "epoch" else self.swa_freq
-        return (step - self.start_step) % every == 0
+            return step in self.plan.cycle_end_steps()
+        if self.swa_freq == "epoch":
+            return (step - self.start_step) % self.plan.clock.steps_per_epoch == 0
+        assert isinstance(self.swa_freq, int)
+        if self.start.unit == "steps":
+            return step > self.start_step and step % self.swa_freq == 0
+        return (step - self.start_step) % self.swa_freq == 0
 
 
 class EMA(WeightAverage):
@@ -170,14 +214,22 @@ class EMA(WeightAverage):
 
     prefix = "ema"
 
-    def __init__(self, decay: float = 0.999, every_n_steps: int = 1, start: float = 0.0, total_epochs: float = 1.0,
-                 bn_update: bool = False):
-        require(0 < decay < 1, "averaging.decay", decay, "must be in (0, 1)")
-        require(isinstance(every_n_steps, int) and every_n_steps >= 1, "averaging.every_n_steps", every_n_steps,
-                "must be an integer >= 1")
-        super().__init__(start, total_epochs, start_key="averaging.start", bn_update=bn_update, use_buffers=True,
-                         multi_avg_fn=get_ema_multi_avg_fn(decay))
+    def __init__(self, decay: float = 0.999, every_n_steps: int = 1, start: float | str = 0.0, bn_update: bool = False):
+        require(0 < decay < 1, "decay", decay, "must be in (0, 1)")
+        require(
+            isinstance(every_n_steps, int) and every_n_steps >= 1,
+            "every_n_steps",
+            every_n_steps,
+            "must be an integer >= 1",
+        )
+        super().__init__(
+            Span.parse(start, "start"),
+            start_key="start",
+            bn_update=bn_update,
+            use_buffers=True,
+            multi_avg_fn=get_ema_multi_avg_fn(decay),
+        )
         self.every_n_steps = every_n_steps
 
-    def should_update(self, step):
+    def should_update(self, step: int) -> bool:
         return (step - self.start_step) % self.every_n_steps == 0

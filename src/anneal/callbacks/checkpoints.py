@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
@@ -14,43 +15,60 @@ from anneal.errors import require
 log = logging.getLogger(__name__)
 
 
-def between_last_batch_and_epoch_end(trainer: L.Trainer) -> bool:
-    """After an epoch's last training batch, before its validation and epoch-end hooks have run. Lightning
-    resumes a checkpoint taken here in the next epoch, so the run would miss that validation (and what
-    listens to it, such as adaptive SGDR)."""
-    return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+class EpochTail(L.Callback):
+    """Knows when training is between an epoch's last batch and the next epoch's start. Lightning resumes a
+    checkpoint taken after the last batch but before the epoch's validation and epoch-end hooks in the next
+    epoch, so the run would miss that validation (and what listens to it, such as adaptive SGDR)."""
+
+    after_last_batch = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.after_last_batch = False
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.after_last_batch = batch_idx + 1 >= trainer.num_training_batches
 
 
-class LastCheckpoint(Checkpoint):
+class LastCheckpoint(EpochTail, Checkpoint):
     """Keeps `<dirpath>/last.ckpt` current: after every epoch (its validation included) and, with
     every_n_train_steps=N, after every N-th optimizer step too. A step that ends an epoch is saved when the
     epoch has ended instead. Written atomically through the trainer's CheckpointIO. (Lightning's
     ModelCheckpoint writes `last` only beside a top-k checkpoint, which one resumable file does not need.)"""
 
     def __init__(self, dirpath: str, every_n_train_steps: int | None = None):
-        require(every_n_train_steps is None or (isinstance(every_n_train_steps, int) and every_n_train_steps >= 1),
-                "callbacks.model_checkpoint.every_n_train_steps", every_n_train_steps, "null or an integer >= 1")
+        require(
+            every_n_train_steps is None or (isinstance(every_n_train_steps, int) and every_n_train_steps >= 1),
+            "every_n_train_steps",
+            every_n_train_steps,
+            "null or an integer >= 1",
+        )
         self.dirpath, self.every_n_train_steps = Path(dirpath), every_n_train_steps
         self.last_model_path = ""
         self._saved_step = -1
 
     def save(self, trainer: L.Trainer) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or self._saved_step == trainer.global_step:
+        debugging = trainer.fast_dev_run  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
+        if trainer.sanity_checking or debugging or self._saved_step == trainer.global_step:
             return
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: optimizer, loops, callbacks
         self._saved_step, self.last_model_path = trainer.global_step, str(path)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         every = self.every_n_train_steps
-        if every and trainer.global_step % every == 0 and not between_last_batch_and_epoch_end(trainer):
+        if every and trainer.global_step % every == 0 and not self.after_last_batch:
             self.save(trainer)
 
-    def on_train_epoch_end(self, trainer, pl_module):
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
 
 
-class SaveOnInterrupt(L.Callback):
+class SaveOnInterrupt(EpochTail):
     """On SIGTERM (a cluster's preemption, `kill`) or Ctrl-C, save `<dirpath>/last.ckpt` before exiting, so
     `ckpt_path=last` resumes from the step it stopped at. (Lightning's OnExceptionCheckpoint saves on any
     exception, which after a nan loss would overwrite the last good checkpoint.) An interrupt between an
@@ -59,13 +77,14 @@ class SaveOnInterrupt(L.Callback):
     def __init__(self, dirpath: str):
         self.dirpath = Path(dirpath)
 
-    def on_exception(self, trainer, pl_module, exception):
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
             return
-        if between_last_batch_and_epoch_end(trainer):
+        if self.after_last_batch:
             log.warning("%s during the epoch's validation: keeping the last checkpoint", type(exception).__name__)
             return
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: optimizer, loops, callbacks
-        log.warning("%s: saved %s at step %d; resume with ckpt_path=last", type(exception).__name__, path,
-                    trainer.global_step)
+        log.warning(
+            "%s: saved %s at step %d; resume with ckpt_path=last", type(exception).__name__, path, trainer.global_step
+        )

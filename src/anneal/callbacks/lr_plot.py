@@ -1,29 +1,34 @@
-"""Saves the run's lr function (PNG + CSV) in its directory at the start and logs it to W&B. A schedule
-that adapts to validation accuracy is drawn again at the end, as it actually ran."""
+"""Saves the run's lr plan (PNG + CSV) in its directory at the start and logs it to W&B. A schedule
+that adapts to a held-out metric is drawn again at the end, as it actually ran."""
+
+from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from anneal.module import lr_scheduler
+from anneal.callbacks.base import RunCallback
 from anneal.preview import render
+from anneal.schedules import LrPlan
 
 
-class LrSchedulePlot(L.Callback):
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw(trainer, pl_module, "")
+class LrSchedulePlot(RunCallback):
+    def use_plan(self, plan: LrPlan) -> None:
+        self.plan = plan
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if lr_scheduler(trainer).schedule.needs_val_acc:
-            self._draw(trainer, pl_module, " (as it ran: restarts follow val/acc)")
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._draw(trainer, "")
 
-    def _draw(self, trainer, pl_module, note: str) -> None:
-        if not trainer.is_global_zero or trainer.fast_dev_run:
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self.plan.monitor is not None:
+            self._draw(trainer, f" (as it ran: it follows {self.plan.monitor})")
+
+    def _draw(self, trainer: L.Trainer, note: str) -> None:
+        if not trainer.is_global_zero or trainer.fast_dev_run:  # type: ignore[attr-defined]  # set in Trainer.__init__
             return
-        scheduler = lr_scheduler(trainer)
-        png, _ = render(scheduler.schedule, scheduler.clock, int(trainer.estimated_stepping_batches),
-                        Path(trainer.default_root_dir), f"lr schedule{note}: {pl_module.lr_plan.describe()}")
+        png, _ = render(self.plan, Path(trainer.default_root_dir), f"lr schedule{note}: {self.plan.describe()}")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="lr_schedule", images=[str(png)])

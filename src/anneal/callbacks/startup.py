@@ -6,6 +6,8 @@ import os
 
 import lightning as L
 
+from anneal.callbacks.base import RunCallback
+
 
 def seconds_since_process_start() -> float | None:
     """From /proc on Linux (the process's start tick against the system's uptime); None elsewhere."""
@@ -19,15 +21,17 @@ def seconds_since_process_start() -> float | None:
         return None
 
 
-class StartupTimer(L.Callback):
+class StartupTimer(RunCallback):
     """Puts `time_to_first_step` (seconds from process start to the first training batch) in the results."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.time_to_first_step: float | None = None
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, batch_idx: int
+    ) -> None:
         if self.time_to_first_step is None:
             self.time_to_first_step = seconds_since_process_start()
 
-    def evaluate(self, trainer, module, datamodule) -> dict:
+    def results(self, trainer: L.Trainer, module: object, datamodule: object) -> dict[str, float]:
         return {} if self.time_to_first_step is None else {"time_to_first_step": round(self.time_to_first_step, 2)}

@@ -33,11 +33,16 @@ class WideResNet(nn.Module):
 
     def __init__(self, depth: int = 28, widen_factor: int = 10, dropout: float = 0.0, num_classes: int = 10):
         super().__init__()
-        require(isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0, "model.depth", depth,
-                "must be 6N + 4 with N >= 1 (10, 16, 22, 28, 34, 40, ...)")
-        require(isinstance(widen_factor, int) and widen_factor >= 1, "model.widen_factor", widen_factor,
-                "must be an integer >= 1")
-        require(0 <= dropout < 1, "model.dropout", dropout, "must be in [0, 1)")
+        require(
+            isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0,
+            "depth",
+            depth,
+            "must be 6N + 4 with N >= 1 (10, 16, 22, 28, 34, 40, ...)",
+        )
+        require(
+            isinstance(widen_factor, int) and widen_factor >= 1, "widen_factor", widen_factor, "must be an integer >= 1"
+        )
+        require(0 <= dropout < 1, "dropout", dropout, "must be in [0, 1)")
         blocks = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1, bias=False)]

@@ -1,0 +1,47 @@
+"""Learning-rate schedules as pure functions of training time in epochs, their composition with a warmup and
+SWA's lr switch, and the run's lr plan that drives the optimizer at every step."""
+
+from anneal.schedules.adaptive import AdaptiveSGDR
+from anneal.schedules.clock import Clock, Span
+from anneal.schedules.compose import ExponentialWarmup, LinearWarmup, LrSwitch, NoWarmup, Warmup
+from anneal.schedules.curves import (
+    SGDR,
+    Constant,
+    Cosine,
+    Curve,
+    Cyclic,
+    Exponential,
+    MultiStep,
+    OneCycle,
+    Schedule,
+    Step,
+    cycle_position,
+    snapshot_cycles,
+)
+from anneal.schedules.plan import LrPlan, LrRecipe, ScheduleLR
+
+__all__ = [
+    "SGDR",
+    "AdaptiveSGDR",
+    "Clock",
+    "Constant",
+    "Cosine",
+    "Curve",
+    "Cyclic",
+    "Exponential",
+    "ExponentialWarmup",
+    "LinearWarmup",
+    "LrPlan",
+    "LrRecipe",
+    "LrSwitch",
+    "MultiStep",
+    "NoWarmup",
+    "OneCycle",
+    "Schedule",
+    "ScheduleLR",
+    "Span",
+    "Step",
+    "Warmup",
+    "cycle_position",
+    "snapshot_cycles",
+]

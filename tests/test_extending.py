@@ -1,0 +1,111 @@
+"""docs/extending.md's worked examples, run as written: its code and YAML blocks are read from the page."""
+
+import json
+import re
+import shutil
+
+import pytest
+from conftest import CONF, FAST, ROOT, read_rows
+from hydra import compose, initialize_config_dir
+
+import anneal.callbacks
+import anneal.models
+import anneal.schedules
+from anneal.errors import ConfigError
+from anneal.run import run
+
+BLOCK = re.compile(r"```(python|yaml)\n# (\S+)\n(.*?)```", re.S)
+SMALL = [
+    "data=synthetic",
+    "data.train_size=256",
+    "data.test_size=64",
+    "data.batch_size=32",
+    "trainer.max_epochs=3",
+    *FAST,
+]
+
+
+@pytest.fixture
+def extended(tmp_path, monkeypatch):
+    """The repository's config with the page's YAML files added, and the page's classes where its YAML names them."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    blocks = BLOCK.findall((ROOT / "docs" / "extending.md").read_text())
+    assert [path for _, path, _ in blocks] == [
+        "src/anneal/schedules/curves.py",
+        "conf/schedule/linear.yaml",
+        "src/anneal/models/tiny.py",
+        "conf/model/tiny.yaml",
+        "src/anneal/callbacks/weight_norm.py",
+    ]
+    namespace = vars(anneal.schedules.curves).copy()  # the schedule goes at the end of curves.py
+    for kind, path, text in blocks:
+        if kind == "yaml":
+            (conf / path.removeprefix("conf/")).write_text(text)
+        else:
+            exec(compile(text, path, "exec"), namespace)
+    monkeypatch.setattr(anneal.schedules, "LinearDecay", namespace["LinearDecay"], raising=False)
+    monkeypatch.setattr(anneal.models, "TinyNet", namespace["TinyNet"], raising=False)
+    monkeypatch.setattr(anneal.callbacks, "WeightNormAtCycleEnds", namespace["WeightNormAtCycleEnds"], raising=False)
+    return conf
+
+
+def compose_in(conf, *overrides, output_dir):
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        return compose("train", overrides=[*overrides, f"output_dir={output_dir}"])
+
+
+def test_the_new_schedule_and_network_train_and_the_lr_follows_the_formula(extended, tmp_path):
+    cfg = compose_in(
+        extended,
+        *SMALL,
+        "schedule=linear",
+        "schedule.lr_min=0.01",
+        "model=tiny",
+        "model.width=8",
+        "optimizer.lr=0.1",
+        "trainer.log_every_n_steps=1",
+        output_dir=tmp_path,
+    )
+    run(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["model"] == "TinyNet" and results["schedule"] == "LinearDecay(lr_min=0.01)"
+    rows = [r for r in read_rows(tmp_path / "csv" / "version_0" / "metrics.csv") if r.get("lr-SGD")]
+    assert len(rows) == 3 * 8
+    for row in rows:
+        assert float(row["lr-SGD"]) == pytest.approx(0.1 + (0.01 - 0.1) * int(row["step"]) / 24)
+
+
+def test_the_new_callback_reads_the_plan_and_reports(extended, tmp_path):
+    cfg = compose_in(
+        extended,
+        *SMALL,
+        "schedule=sgdr",
+        "schedule.T_0=1",
+        "schedule.T_mult=1",
+        "model=tiny",
+        "+callbacks.weight_norm._target_=anneal.callbacks.WeightNormAtCycleEnds",
+        "optimized_metric=weight_norm/last",
+        output_dir=tmp_path,
+    )
+    assert run(cfg) > 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["weight_norm/cycle_ends"]) == 3  # cycle ends after epochs 1, 2 and 3
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["schedule=linear", "schedule.lr_min=-1"], "schedule.lr_min=-1 is invalid: must be in [0, the peak lr 0.05]"),
+        (["model=tiny", "model.width=0"], "model.width=0 is invalid: must be an integer >= 1"),
+        (
+            ["+callbacks.weight_norm._target_=anneal.callbacks.WeightNormAtCycleEnds"],
+            "callbacks.weight_norm needs a schedule with cycles",
+        ),
+    ],
+)
+def test_the_new_settings_are_checked_before_training(extended, tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        run(compose_in(extended, *SMALL, *overrides, output_dir=tmp_path))
+    assert str(error.value) == message
+    assert not (tmp_path / "checkpoints").exists()
