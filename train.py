@@ -11,26 +11,36 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     from anneal.errors import ConfigError, DataError, TrainingStopped  # imported here: --help comes back fast
+    from anneal.interrupts import EXIT_CODES, NAMES, Interrupted
     from anneal.run import run
 
     try:
         return run(cfg)
-    except (ConfigError, DataError, TrainingStopped, SIGTERMException) as error:
-        message = (
-            f"stopped by SIGTERM: resume from its last checkpoint with hydra.run.dir={cfg.output_dir} ckpt_path=last"
-            if isinstance(error, SIGTERMException)
-            else str(error)
-        )
+    except (ConfigError, DataError, TrainingStopped, Interrupted) as error:
+        message = str(error)
+        if isinstance(error, Interrupted):
+            message = stopped(NAMES[error.signum], error.phase, cfg.output_dir)
         logging.getLogger("anneal").error("%s", message)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # Hydra records this job as failed and the sweep's other jobs still run
         print(f"anneal: error: {message}", file=sys.stderr)
-        sys.exit(
-            143 if isinstance(error, SIGTERMException) else 2 if isinstance(error, (ConfigError, DataError)) else 3
+        if isinstance(error, Interrupted):
+            sys.exit(EXIT_CODES[error.signum])
+        sys.exit(2 if isinstance(error, (ConfigError, DataError)) else 3)
+
+
+def stopped(signal_name: str, phase: str, run_dir: str) -> str:
+    """What a stop by a signal left, and how to go on."""
+    resume = f"hydra.run.dir={run_dir} ckpt_path=last"
+    if phase == "training":
+        return f"stopped by {signal_name} during training: checkpoints/last.ckpt holds it; resume with {resume}"
+    if phase == "the final evaluation":
+        return (
+            f"stopped by {signal_name} during the final evaluation: training had finished and "
+            f"checkpoints/last.ckpt holds it; evaluate again with {resume}"
         )
+    return f"stopped by {signal_name} during {phase}, before training began: nothing to resume; run it again"
 
 
 if __name__ == "__main__":

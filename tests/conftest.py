@@ -66,3 +66,14 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: floa
         text=True,
         timeout=timeout,
     )
+
+
+def train_process(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )

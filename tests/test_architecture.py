@@ -19,7 +19,7 @@ LAYERS = {
     "loggers": 3,
     "config": 4,
     "lr_find": 4,
-    "sweep": 4,
+    "report": 4,
     "run": 5,
     "ensemble": 5,
 }

@@ -204,7 +204,29 @@ def test_ensemble_probabilities_are_the_mean_of_the_members():
         mean = torch.stack(probs[-i:]).mean(0)  # the newest i
         assert row["ensemble/acc"] == pytest.approx((mean.argmax(1) == labels).float().mean().item())
         assert row["ensemble/nll"] == pytest.approx(-mean[torch.arange(500), labels].log().mean().item(), rel=1e-5)
-        assert row["single/acc"] == pytest.approx((probs[i - 1].argmax(1) == labels).float().mean().item())
+        assert row["single/acc"] == pytest.approx((probs[-i].argmax(1) == labels).float().mean().item())
+        assert row["snapshot_epoch"] == [1.0, 3.0, 7.0][-i]  # the i-th newest
+
+
+def test_the_ensemble_table_is_the_keras_posts_loop():
+    """The Keras snapshot-ensemble post (2019) loads its members newest first, then for i = 1..M scores
+    members[i-1] alone and the mean prediction of members[:i]; it reports np.mean and np.std (ddof 0)."""
+    import numpy as np
+
+    from anneal.evaluation import single_model_spread
+
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 10, (400,), generator=generator)
+    probs = [torch.rand(400, 10, generator=generator).softmax(-1) for _ in range(4)]  # oldest first
+    members = [p.numpy() for p in reversed(probs)]  # the post's order: newest first
+    single_scores, ensemble_scores = [], []
+    for i in range(1, len(members) + 1):
+        ensemble_scores.append(np.mean(np.argmax(np.sum(members[:i], axis=0), axis=1) == labels.numpy()))
+        single_scores.append(np.mean(np.argmax(members[i - 1], axis=1) == labels.numpy()))
+    rows = ensemble_rows(probs, labels, [1.0, 2.0, 3.0, 4.0])
+    assert [r["single/acc"] for r in rows] == pytest.approx(single_scores)
+    assert [r["ensemble/acc"] for r in rows] == pytest.approx(ensemble_scores)
+    assert single_model_spread(rows) == pytest.approx((np.mean(single_scores), np.std(single_scores)))
 
 
 def test_callback_state_resumes_exactly_from_a_checkpoint(tmp_path):
@@ -342,3 +364,25 @@ def test_ensemble_and_swa_results_reach_an_offline_wandb_run(tmp_path, monkeypat
     assert any("table/ensemble/table" in m and m.endswith(".table.json") for m in media)
     assert any("images/ensemble/plot" in m for m in media) and any("images/lr_schedule" in m for m in media)
     assert list(offline_run.glob("*.wandb"))  # the run's record, where the scalar results go
+
+
+def torchcontrib_automatic_mode(total_steps: int, swa_start: int, swa_freq: int) -> list[int]:
+    """torchcontrib's SWA.step, automatic mode: after the optimizer step that makes the count n, average
+    when n > swa_start and n % swa_freq == 0 (its lr is swa_lr once the count before a step reaches swa_start)."""
+    averaged, n = [], 0
+    for _ in range(total_steps):
+        n += 1
+        if n > swa_start and n % swa_freq == 0:
+            averaged.append(n)
+    return averaged
+
+
+def test_swa_in_optimizer_steps_is_torchcontribs_automatic_mode(tmp_path):
+    record, swa = RecordWeights(), SWA(swa_start="20 steps", swa_freq=3, swa_lr=0.01, anneal_epochs=0)
+    trainer, _, _ = fit(tmp_path, [swa, record], schedule=partial(Cosine), epochs=6, switch=swa.lr_switch())
+    steps = torchcontrib_automatic_mode(6 * SPE, swa_start=20, swa_freq=3)
+    assert int(swa.average.n_averaged) == len(steps) and steps[0] == 21
+    for key, value in swa.average.module.named_parameters():
+        torch.testing.assert_close(value.detach(), mean_of([record.after_step[s] for s in steps], key))
+    plan = trainer.lr_scheduler_configs[0].scheduler.plan
+    assert [plan.lr(s) == 0.01 for s in range(6 * SPE)] == [s >= 20 for s in range(6 * SPE)]  # at once, from 20

@@ -5,15 +5,13 @@ import os
 import pickle
 import re
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, ROOT, compose_config, run_cli
+from conftest import FAST, ROOT, compose_config, run_cli, train_process
 
 from anneal.errors import TrainingStopped
 from anneal.run import run
@@ -52,17 +50,6 @@ COMPARED = [
     "snapshots",
     "ensemble",
 ]
-
-
-def train_process(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 def checkpoint_step(path: Path) -> int:

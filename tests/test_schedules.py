@@ -3,6 +3,7 @@ PyTorch's own schedulers."""
 
 import io
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from anneal.schedules import (
     MultiStep,
     NoWarmup,
     OneCycle,
+    Plateau,
     ScheduleLR,
     Span,
     Step,
@@ -359,3 +361,123 @@ def test_epoch_interval_samples_the_warmup_and_the_swa_switch_at_whole_epochs_to
     assert [s(t) for t in (0.5, 1.0, 1.9, 3.99)] == pytest.approx([0.0, 0.025, 0.025, 0.075])  # Keras-style steps
     assert s(4.5) == s(4.0) == pytest.approx(0.1)
     assert s(8.5) == s(8.0) and s(9.5) == pytest.approx(0.01 + 0.5 * (s(8.0) - 0.01))
+
+
+PLATEAU_CASES = [
+    {"mode": "min", "threshold_mode": "rel", "threshold": 1e-4, "patience": 2, "cooldown": 0, "min_lr": 0.0},
+    {"mode": "min", "threshold_mode": "abs", "threshold": 0.05, "patience": 1, "cooldown": 2, "min_lr": 0.0},
+    {"mode": "max", "threshold_mode": "rel", "threshold": 0.01, "patience": 0, "cooldown": 1, "min_lr": 2e-3},
+    {"mode": "max", "threshold_mode": "abs", "threshold": 0.0, "patience": 3, "cooldown": 0, "min_lr": 0.0},
+]
+
+
+@pytest.mark.parametrize("case", PLATEAU_CASES)
+def test_plateau_equals_torch_reduce_lr_on_plateau_driven_by_the_same_metric(case):
+    metrics = torch.Generator().manual_seed(len(str(case)))
+    sequence = (1.0 + 0.3 * torch.rand(40, generator=metrics)).tolist()
+    if case["mode"] == "max":
+        sequence = [1 - v / 2 for v in sequence]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    reference = torch_lr.ReduceLROnPlateau(optimizer, factor=0.5, **case)
+    ours = Plateau(peak=0.1, total=40, factor=0.5, monitor="val/acc" if case["mode"] == "max" else "val/loss", **case)
+    for epoch, value in enumerate(sequence, start=1):
+        reference.step(value)
+        ours.observe(epoch, value)
+        assert ours(epoch) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12), epoch
+        assert ours(epoch - 0.5) == pytest.approx(ours.lr(epoch - 1)), epoch  # a reduction applies from then on
+    assert ours.reductions  # the sequences do trigger reductions
+
+
+def test_plateau_composes_with_warmup_and_keeps_its_state_in_checkpoints():
+    recipe = LrRecipe(schedule=partial(Plateau, patience=0, factor=0.5), warmup=LinearWarmup(epochs=2))
+    plan = recipe.build(0.1, Clock(10, 100))
+    assert plan.monitor == "val/loss" and not plan.has_cycles()
+    assert plan.lr(5) == pytest.approx(0.025) and plan.lr(20) == pytest.approx(0.1)
+    for step, loss in [(10, 1.0), (20, 0.9), (30, 0.95), (40, 0.97)]:
+        plan.observe(step, loss)  # during the warmup (step 10) it learns nothing
+    assert plan.lr(39) == pytest.approx(0.05) and plan.lr(40) == pytest.approx(0.025)
+    restored = LrRecipe(schedule=partial(Plateau, patience=0, factor=0.5), warmup=LinearWarmup(epochs=2))
+    restored = restored.build(0.1, Clock(10, 100))
+    restored.load_state_dict(plan.state_dict())
+    assert [restored.lr(s) for s in range(100)] == [plan.lr(s) for s in range(100)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"monitor": "test/acc"}, "schedule.monitor"),
+        ({"mode": "up"}, "schedule.mode"),
+        ({"factor": 1.0}, "schedule.factor"),
+        ({"patience": -1}, "schedule.patience"),
+        ({"min_lr": 1.0}, "schedule.min_lr"),
+    ],
+)
+def test_invalid_plateau_settings(kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")), keys("schedule"):
+        Plateau(peak=0.1, total=10, **kwargs)
+
+
+def koshian_next_peak(current_peak: float, lr_now: float, compression: float) -> float:
+    """koshian2's LearningRateCallback.on_epoch_end, when val_acc improved: the lr its next restart starts at."""
+    return max(current_peak / compression, lr_now) if compression > 0 else lr_now
+
+
+@pytest.mark.parametrize("compression", [0, 1, 4])
+def test_adaptive_sgdr_restart_peaks_follow_the_posts_rule(compression):
+    s = AdaptiveSGDR(peak=0.1, total=30, T_0=2, T_mult=1, lr_min=0.0, trigger_val_acc=0.5, compression=compression)
+    expected_next = 0.1
+    for epoch, acc in [(1, 0.6), (2, 0.7), (3.5, 0.72), (4, 0.71), (5, 0.8), (6.5, 0.9)]:
+        i = s._position(epoch, ending=True)[0] if s.triggered_at is not None else 0
+        peak_now = s.peaks[i] if s.triggered_at is not None and i < len(s.peaks) else expected_next
+        lr_now = s.lr(epoch, ending=True)
+        improved = acc > s.best_val_acc
+        s.observe(epoch, acc)
+        if improved:
+            expected_next = koshian_next_peak(peak_now, lr_now, compression)
+        assert s.next_peak == pytest.approx(expected_next), (epoch, compression)
+    restarts = s.cycle_ends()[: len(s.peaks) - 1]
+    assert [s(t) for t in restarts] == pytest.approx(s.peaks[1:])  # each restart starts from the peak it learnt
+    if compression == 0:
+        assert s.peaks[1] == pytest.approx(0.05)  # the lr at epoch 2, where val/acc last improved before the restart
+
+
+def test_sgdr_can_decay_lr_min_with_the_peak():
+    s = SGDR(peak=0.1, total=40, T_0=5, T_mult=1, lr_min=0.01, cycle_decay=0.5, decay_lr_min=True)
+    for i in range(4):  # Jordan (2018): eta_min^i = eta_min * d^i, eta_max^i = eta_max * d^i
+        assert s(5 * i) == pytest.approx(0.1 * 0.5**i)
+        assert s.lr(5 * (i + 1), ending=True) == pytest.approx(0.01 * 0.5**i)
+        t = 5 * i + 2
+        expected = 0.01 * 0.5**i + 0.5 * (0.1 * 0.5**i - 0.01 * 0.5**i) * (1 + math.cos(math.pi * 2 / 5))
+        assert s(t) == pytest.approx(expected)
+    assert SGDR(peak=0.1, total=40, T_0=5, lr_min=0.01, cycle_decay=0.5).lr(10, ending=True) == pytest.approx(0.01)
+
+
+def test_cyclic_step_size_in_optimizer_steps_as_smith_gives_it():
+    spe, steps = 50, 20 * 50
+    clock = Clock(spe, steps)
+    schedule = Cyclic(peak=0.1, total=20, lr_min=0.001, step_size="2000 steps", clock=clock)
+    expected = drive(
+        lambda o: torch_lr.CyclicLR(o, base_lr=0.001, max_lr=0.1, step_size_up=2000, cycle_momentum=False), steps
+    )
+    assert_same(ours(schedule, spe, steps), expected)
+    assert schedule.cycle_ends() == []  # a cycle of 4000 steps does not end within 1000
+    with pytest.raises(ConfigError, match="step_size"):
+        Cyclic(peak=0.1, total=20, step_size="2000.5 steps", clock=clock)
+
+
+def test_settings_in_steps_epochs_or_shares_of_training():
+    clock = Clock(10, 200)
+    assert [Span.parse(v, "x").epochs(20, clock) for v in (5, "5 epochs", "30 steps", "25%", "0 steps")] == [
+        5,
+        5,
+        3,
+        5,
+        0,
+    ]
+    for ambiguous in (0.5, 0.75):
+        with pytest.raises(ConfigError, match="ambiguous: write .*% for a share of training or '.* epochs'"):
+            Span.parse(ambiguous, "swa_start", shares=True)
+        assert Span.parse(ambiguous, "step_size").epochs(20) == ambiguous  # always epochs there
+    for bad in ("-1 steps", "3 weeks", "150%", True, None, float("nan")):
+        with pytest.raises(ConfigError):
+            Span.parse(bad, "swa_start")

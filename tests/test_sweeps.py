@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 from conftest import CONF, read_rows, run_cli
 from hydra import compose, initialize_config_dir
@@ -96,4 +97,31 @@ def test_a_failing_job_does_not_stop_the_other_jobs_and_the_summary_is_written(t
     assert done.returncode != 0 and "ensemble=snapshot needs a schedule with cycles" in done.stderr
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
     rows = read_rows(sweep / "summary.csv")
-    assert [r["schedule.T_0"] for r in rows] == ["1"]
+    assert [(r["job"], r["status"], r["schedule.T_0"]) for r in rows] == [("0", "failed", "50"), ("1", "ok", "1")]
+    assert rows[0]["test/acc"] == "" and 0 <= float(rows[1]["test/acc"]) <= 1
+    arms = [(r["arm"], r["n"], r["failed"]) for r in read_rows(sweep / "study.csv")]
+    assert arms == [("schedule.T_0=50", "0", "1"), ("schedule.T_0=1", "1", "0")]
+
+
+def test_a_seeded_sweep_gets_a_study_of_its_arms_with_the_mean_over_seeds(tmp_path):
+    sweep = tmp_path / "sweep"
+    two_epochs = [o for o in SMALL if not o.startswith("trainer.max_epochs=")] + ["trainer.max_epochs=2"]
+    done = run_cli(
+        "-m",
+        "schedule=sgdr",
+        "schedule.T_0=1,2",
+        "seed=0,1",
+        *two_epochs,
+        "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in sweep.glob("*/results.json")]
+    rows = read_rows(sweep / "study.csv")
+    arms = [(r["arm"], r["n"], r["failed"]) for r in rows]
+    assert arms == [("schedule.T_0=1", "2", "0"), ("schedule.T_0=2", "2", "0")]
+    for row in rows:
+        accs = [r["test/acc"] for r in results if f"schedule.T_0={row['schedule.T_0']}" in r["overrides"]]
+        assert len(accs) == 2 and float(row["test/acc_mean"]) == pytest.approx(sum(accs) / 2, abs=1e-12)
+    assert "± " in (sweep / "study.md").read_text()
+    assert (sweep / "study_curves.png").stat().st_size > 10_000  # the lr curves at least (history.csv may be absent)

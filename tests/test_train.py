@@ -210,3 +210,37 @@ def test_compiled_network_trains_with_snapshots_and_swa(tmp_path):
     from anneal.storage import load_tensors
 
     assert all(not k.startswith("_orig_mod") for k in load_tensors(tmp_path / "swa.pt"))  # plain network weights
+
+
+def test_plateau_end_to_end_reduces_the_lr_when_val_loss_stalls(tmp_path):
+    import torch
+
+    from anneal.schedules import Plateau
+
+    cfg = compose_config(
+        "data=synthetic",
+        "data.train_size=640",
+        "data.test_size=100",
+        "data.val_size=128",
+        "data.batch_size=64",
+        "schedule=plateau",
+        "schedule.patience=0",
+        "schedule.factor=0.5",
+        "schedule.threshold=0.05",
+        "optimizer.lr=0.1",
+        "trainer.max_epochs=5",
+        *FAST,
+        output_dir=tmp_path,
+    )
+    run(cfg)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["lr_schedulers"][0]["schedule"]
+    assert state["reductions"]  # a 5% improvement of val/loss per epoch is not kept up
+    schedule = Plateau(peak=0.1, total=5, patience=0, factor=0.5, threshold=0.05)
+    schedule.load_state_dict(state)
+    rows = [r for r in read_rows(tmp_path / "csv" / "version_0" / "metrics.csv") if r.get("lr-SGD")]
+    assert len(rows) == 5 * 8
+    for row in rows:
+        assert float(row["lr-SGD"]) == pytest.approx(schedule(int(row["step"]) / 8), rel=1e-9), row["step"]
+    assert min(float(r["lr-SGD"]) for r in rows) < 0.1
+    drawn = {int(r["step"]): float(r["lr"]) for r in read_rows(tmp_path / "lr_schedule.csv")}  # redrawn as it ran
+    assert [drawn[int(r["step"])] for r in rows] == pytest.approx([float(r["lr-SGD"]) for r in rows])

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from anneal.config import build_data, build_network
+from anneal.errors import ConfigError, DataError
 from anneal.evaluation import evaluate_snapshots
 from anneal.storage import save_json
 
@@ -34,8 +35,8 @@ def evaluate_run_dir(run_dir: Path, data_root: str | None = None, device: str = 
     ]
     if not snapshots:
         raise SystemExit(f"no snapshots in {run_dir}")
-    datamodule = build_data(cfg)
-    network = build_network(cfg, datamodule.num_classes).network
+    datamodule = build_data(cfg, trusted=False)
+    network = build_network(cfg, datamodule.num_classes, trusted=False).network
     max_members = OmegaConf.select(cfg, "ensemble.max_members")
     rows, evaluated = evaluate_snapshots(
         network.to(device), snapshots, max_members, run_dir, datamodule.batches("test"), torch.device(device)
@@ -50,7 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", help="override data.root of the run (where cifar-10-batches-py is)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    evaluate_run_dir(args.run_dir, args.data_root, args.device)
+    try:
+        evaluate_run_dir(args.run_dir, args.data_root, args.device)
+    except (ConfigError, DataError) as error:
+        raise SystemExit(f"python -m anneal.ensemble: error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -73,14 +73,16 @@ def member_probs(network: nn.Module, files: list[Path], batches, device) -> tupl
 
 
 def ensemble_rows(probs: list[Tensor], labels: Tensor, epochs: list[float]) -> list[dict]:
+    """Row i, both counted from the newest as in the Keras snapshot-ensemble post (2019): the i-th newest
+    snapshot alone, and the ensemble of the newest i. `probs` and `epochs` are oldest first."""
     rows = []
     for i in range(1, len(probs) + 1):
-        single = classification_metrics(probs[i - 1], labels)
+        single = classification_metrics(probs[-i], labels)
         ensemble = classification_metrics(torch.stack(probs[-i:]).mean(0), labels)
         rows.append(
             {
                 "members": i,
-                "snapshot_epoch": epochs[i - 1],
+                "snapshot_epoch": epochs[-i],
                 **{f"single/{k}": v for k, v in single.items()},
                 **{f"ensemble/{k}": v for k, v in ensemble.items()},
             }
@@ -89,14 +91,16 @@ def ensemble_rows(probs: list[Tensor], labels: Tensor, epochs: list[float]) -> l
 
 
 def single_model_spread(rows: list[dict]) -> tuple[float, float]:
+    """Mean and population standard deviation (ddof 0, the post's np.std) of the single snapshots' accuracy."""
     accs = [r["single/acc"] for r in rows]
-    return statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+    return statistics.fmean(accs), statistics.pstdev(accs)
 
 
 def markdown(rows: list[dict]) -> str:
     mean, std = single_model_spread(rows)
     lines = [
-        "| i | epoch of snapshot i | snapshot i acc | NLL | ECE | ensemble of newest i acc | NLL | ECE |",
+        "| i | epoch of the i-th newest | i-th newest alone: acc | NLL | ECE "
+        "| ensemble of the newest i: acc | NLL | ECE |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -104,7 +108,9 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['members']} | {r['snapshot_epoch']:g} | {r['single/acc']:.4f} | {r['single/nll']:.4f} "
             f"| {r['single/ece']:.4f} | {r['ensemble/acc']:.4f} | {r['ensemble/nll']:.4f} | {r['ensemble/ece']:.4f} |"
         )
-    lines.append(f"\nsingle snapshots: test acc {mean:.4f} ± {std:.4f} (mean ± std over {len(rows)})")
+    lines.append(
+        f"\nsingle snapshots: test acc {mean:.4f} ± {std:.4f} (mean ± population std, ddof 0, over {len(rows)})"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -126,7 +132,7 @@ def write_report(rows: list[dict], run_dir: Path) -> dict[str, Path]:
     ax = fig.add_subplot()
     members = [r["members"] for r in rows]
     ax.plot(members, [r["ensemble/acc"] for r in rows], "o-", label="ensemble of the newest i snapshots")
-    ax.plot(members, [r["single/acc"] for r in rows], "s--", label="snapshot i alone")
+    ax.plot(members, [r["single/acc"] for r in rows], "s--", label="the i-th newest snapshot alone")
     ax.set(xlabel="i", ylabel="test accuracy", title="Snapshot ensemble", xticks=members)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -146,7 +152,7 @@ def evaluate_snapshots(
     epochs = [s["epoch"] if s["epoch"] is not None else float("nan") for s in members]
     rows = ensemble_rows(probs, labels, epochs)
     write_report(rows, run_dir)
-    accs = {s["file"]: row["single/acc"] for s, row in zip(members, rows)}
+    accs = {s["file"]: row["single/acc"] for s, row in zip(reversed(members), rows)}
     mean, std = single_model_spread(rows)
     return rows, {
         "snapshots": [{**s, "test/acc": accs.get(s["file"])} for s in snapshots],

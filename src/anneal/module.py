@@ -8,6 +8,7 @@ from typing import Any, cast
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
@@ -19,8 +20,10 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]  # takes params: Hydra's
 
 
 class Classifier(L.LightningModule):
-    """Trains `network` with `optimizer` under `plan`. After every validation, a schedule that adapts to a
-    held-out metric (`plan.monitor`) is fed that metric."""
+    """Trains `network` with `optimizer` under `plan`. The validation loop evaluates the held-out split,
+    `heldout`: "val" (a validation split) or "test" (the test set every epoch, as the SGDR, Snapshot Ensembles
+    and SWA papers plot it; nothing selects on it), and its metrics carry that name. After every validation, a
+    schedule that adapts to a held-out metric (`plan.monitor`) is fed that metric."""
 
     def __init__(
         self,
@@ -29,9 +32,10 @@ class Classifier(L.LightningModule):
         plan: LrPlan,
         num_classes: int = 10,
         compile: bool = False,
+        heldout: str = "val",
     ):
         super().__init__()
-        self.network, self.optimizer_factory, self.plan = network, optimizer, plan
+        self.network, self.optimizer_factory, self.plan, self.heldout = network, optimizer, plan, heldout
         self.compile_network = compile
         self.channels_last = False  # set in setup(): true when training on a GPU
         self.metrics = nn.ModuleDict(
@@ -70,11 +74,11 @@ class Classifier(L.LightningModule):
         cast(Metric, self.metrics[f"{stage}_acc"]).update(logits, y)
         cast(Metric, self.metrics[f"{stage}_loss"]).update(loss.detach(), weight=len(y))
 
-    def _log_epoch(self, stage: str) -> dict[str, Tensor]:
+    def _log_epoch(self, stage: str, to_loggers: bool = True) -> dict[str, Tensor]:
         # once per epoch, not per batch: each self.log call costs Lightning about a LeNet forward pass
         acc, loss = cast(Metric, self.metrics[f"{stage}_acc"]), cast(Metric, self.metrics[f"{stage}_loss"])
         values = {f"{stage}/loss": loss.compute(), f"{stage}/acc": acc.compute()}
-        self.log_dict(values, prog_bar=True)
+        self.log_dict(values, prog_bar=True, logger=to_loggers)
         acc.reset()
         loss.reset()
         return values
@@ -86,39 +90,49 @@ class Classifier(L.LightningModule):
         with torch.no_grad():
             correct = (logits.argmax(1) == y).sum().to(loss.dtype)
             sums = torch.stack([loss * len(y), correct, torch.full_like(loss, len(y))])
-            self.train_sums = sums if self.train_sums is None else self.train_sums + sums
+            self.train_sums = sums if self.train_sums is None else self.train_sums.to(sums.device) + sums
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
+        self._evaluation_step(batch, self.heldout)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluation_step(batch, "test")
 
-    def on_train_epoch_end(self) -> None:
+    def _log_train_epoch(self) -> None:
         if self.train_sums is not None:
             loss_sum, correct, seen = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
-            self.log_dict({"train/loss": loss_sum / seen, "train/acc": correct / seen})
+            self.log_dict({"train/loss": loss_sum / seen, "train/acc": correct / seen}, on_step=False, on_epoch=True)
             self.train_sums = None
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx + 1 >= self.trainer.num_training_batches:  # logged now, so that callbacks see them at epoch end
+            self._log_train_epoch()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_train_epoch()  # an epoch cut short (max_steps)
+
     def on_validation_epoch_end(self) -> None:
-        values = self._log_epoch("val")
-        if self.plan.monitor in values and not self.trainer.sanity_checking:
+        fitting = self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+        values = self._log_epoch(self.heldout, to_loggers=fitting)  # a final validate() adds no point to the curve
+        if self.plan.monitor in values and fitting:
             scheduler = self.lr_schedulers()
             assert isinstance(scheduler, ScheduleLR)
             scheduler.observe(values[self.plan.monitor].item())
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
+        self._log_epoch("test", to_loggers=False)  # results.json has them; the curves are logged per epoch
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning restores weights, optimizer and loops but not the random generators; dropout (and anything
         # else drawing from them) would continue differently after a resume without this.
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        checkpoint["train_sums"] = self.train_sums  # so that an epoch resumed mid-way reports all its batches
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_sums = checkpoint.get("train_sums")
         if rng := checkpoint.get("rng"):
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and torch.cuda.is_available():

@@ -4,7 +4,9 @@ checked before training; fit, test, evaluate snapshots and averages, write resul
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -14,10 +16,12 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from anneal.callbacks import ClockCheck, RunCallback
+from anneal.callbacks import ClockCheck, RunCallback, RunSettings
 from anneal.config import (
+    arithmetic_settings,
     build_callbacks,
     build_data,
     build_network,
@@ -25,31 +29,40 @@ from anneal.config import (
     build_plan,
     build_trainer,
     check_optimized_metric,
+    check_resume,
     check_run_settings,
     instantiate,
     keys,
+    run_name,
+    swept_keys,
 )
 from anneal.data import ImageData
-from anneal.errors import require
+from anneal.errors import TrainingStopped, require
+from anneal.interrupts import Interrupted, StopSignals
 from anneal.lr_find import RecordingClassifier, lr_find
 from anneal.module import Classifier
 from anneal.preview import render
+from anneal.run_dir import claimed
 from anneal.schedules import LrPlan
-from anneal.storage import save_json, save_text
+from anneal.storage import load_tensors, save_json, save_text
 
 log = logging.getLogger("anneal")
 
 
-def group_sweep_jobs(cfg: DictConfig) -> None:
-    """In a multirun, W&B groups the jobs under the sweep directory's name (unless logger.group is set)."""
-    if (
-        cfg.logger
-        and "group" in cfg.logger
-        and cfg.logger.group is None
-        and HydraConfig.initialized()
-        and HydraConfig.get().mode == RunMode.MULTIRUN
-    ):
+def name_wandb_run(cfg: DictConfig) -> None:
+    """W&B names a run after its settings (`sgdr T_0=5 T_mult=2 seed=1`) and, in a multirun, groups the jobs
+    under the sweep directory's name, unless logger.name / logger.group are set."""
+    if not (cfg.logger and "group" in cfg.logger and HydraConfig.initialized()):
+        return
+    if cfg.logger.group is None and HydraConfig.get().mode == RunMode.MULTIRUN:
         cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
+    if cfg.logger.get("name") is None:
+        swept = None
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep's command line, as Hydra saved it for its jobs
+            sweep_config = Path(HydraConfig.get().sweep.dir) / "multirun.yaml"
+            if sweep_config.is_file():
+                swept = swept_keys(list(OmegaConf.load(sweep_config).hydra.overrides.task))
+        cfg.logger.name = run_name(list(HydraConfig.get().overrides.task), swept) or None
 
 
 def start_loggers(cfg: DictConfig) -> list[Logger]:
@@ -76,51 +89,97 @@ def resolve_checkpoint(ckpt_path: str | None, output_dir: str) -> str | None:
     return str(last)
 
 
+class DropTips(logging.Filter):
+    """Lightning's advertisements for its cloud products."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
 def quiet_library_noise() -> None:
-    """Lightning's loggers print through their own handlers too: send them through Hydra's only (console +
-    the run's log file), and drop warnings about things anneal does on purpose."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    """Lightning's loggers print through their own handlers as well as the root's: send them through the root's
+    only (Hydra's console and the run's log file), once; drop Lightning's tips and warnings about things anneal
+    does on purpose."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropTips) for f in logger.filters):
+            logger.addFilter(DropTips())
     warnings.filterwarnings("ignore", message="Total length of .* across ranks is zero")  # no val split
+    # the per-step curves are logged whatever log_every_n_steps is (callbacks.step_curves)
+    warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
 def run(cfg: DictConfig) -> float | None:
+    """One run; a signal stops it in any phase with `Interrupted` (after a checkpoint, during training)."""
+    stops = StopSignals()
+    if threading.current_thread() is not threading.main_thread():  # (a launcher's worker thread: its handlers)
+        return run_in(cfg, stops)
+    with stops.installed():
+        return run_in(cfg, stops)
+
+
+def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
     quiet_library_noise()
     check_run_settings(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    group_sweep_jobs(cfg)
-    if cfg.mode == "train":  # the resolved config: what `python -m anneal.ensemble` and the notebook rebuild from
-        save_text(OmegaConf.to_yaml(cfg, resolve=True), Path(cfg.output_dir) / "config.yaml")
+    with claimed(Path(cfg.output_dir), resuming=cfg.mode != "train" or cfg.ckpt_path is not None):
+        L.seed_everything(cfg.seed, workers=True)
+        name_wandb_run(cfg)
+        if cfg.mode == "train":  # the resolved config: what `python -m anneal.ensemble` and the notebook rebuild
+            save_text(OmegaConf.to_yaml(cfg, resolve=True), Path(cfg.output_dir) / "config.yaml")
+        datamodule = build_data(cfg)
+        spec = build_network(cfg, datamodule.num_classes)
+        optimizer, peak = build_optimizer(cfg, spec.network)
+        callbacks = build_callbacks(cfg)
+        if cfg.mode == "train":
+            callbacks |= {"clock_check": ClockCheck(), "run_settings": RunSettings(arithmetic_settings(cfg))}
+        trainer = build_trainer(cfg, list(callbacks.values()))
+        plan = build_plan(cfg, trainer, datamodule, callbacks, peak)
+        module_type = RecordingClassifier if cfg.mode == "lr_find" else Classifier
+        module = module_type(
+            spec.network,
+            optimizer,
+            plan,
+            num_classes=datamodule.num_classes,
+            compile=spec.compile,
+            heldout=datamodule.heldout or "val",
+        )
+        if cfg.mode == "preview":
+            preview(cfg, plan)
+            return None
+        ckpt_path = None
+        if cfg.mode == "train":
+            check_optimized_metric(cfg, datamodule, callbacks)
+            ckpt_path = resolve_checkpoint(cfg.ckpt_path, cfg.output_dir)
+            if ckpt_path is not None:
+                changed = check_resume(cfg, ckpt_path, saved_settings(ckpt_path))
+                if changed:
+                    log.warning(
+                        "resuming with changed settings (%s): the lr plan is derived again from them; "
+                        "see lr_schedule.png",
+                        ", ".join(changed),
+                    )
+        loggers = start_loggers(cfg)
+        trainer.loggers = loggers
+        for logger in loggers:
+            logger.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
+        if cfg.mode == "lr_find":
+            assert isinstance(module, RecordingClassifier)
+            with stops.lightning("the LR range test"):
+                suggestion = lr_find(cfg, trainer, module, datamodule)
+            finish_wandb()
+            return suggestion
+        return fit_and_evaluate(cfg, trainer, module, datamodule, list(callbacks.values()), loggers, ckpt_path, stops)
 
-    datamodule = build_data(cfg)
-    spec = build_network(cfg, datamodule.num_classes)
-    optimizer, peak = build_optimizer(cfg, spec.network)
-    callbacks = build_callbacks(cfg)
-    if cfg.mode == "train":
-        callbacks["clock_check"] = ClockCheck()
-    trainer = build_trainer(cfg, list(callbacks.values()))
-    plan = build_plan(cfg, trainer, datamodule, callbacks, peak)
-    module_type = RecordingClassifier if cfg.mode == "lr_find" else Classifier
-    module = module_type(spec.network, optimizer, plan, num_classes=datamodule.num_classes, compile=spec.compile)
-    if cfg.mode == "preview":
-        preview(cfg, plan)
-        return None
-    if cfg.mode == "train":
-        check_optimized_metric(cfg, datamodule, callbacks)
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, cfg.output_dir) if cfg.mode == "train" else None
-    loggers = start_loggers(cfg)
-    trainer.loggers = loggers
-    for logger in loggers:
-        logger.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
 
-    if cfg.mode == "lr_find":
-        assert isinstance(module, RecordingClassifier)
-        suggestion = lr_find(cfg, trainer, module, datamodule)
-        finish_wandb()
-        return suggestion
-    return fit_and_evaluate(cfg, trainer, module, datamodule, list(callbacks.values()), loggers, ckpt_path)
+def saved_settings(ckpt_path: str) -> dict[str, Any] | None:
+    """The settings a checkpoint was written with (RunSettings); None for a checkpoint that has none."""
+    checkpoint = load_tensors(ckpt_path)
+    return checkpoint.get("callbacks", {}).get(RunSettings.__qualname__, {}).get("settings")
 
 
 def fit_and_evaluate(
@@ -131,14 +190,27 @@ def fit_and_evaluate(
     callbacks: list[L.Callback],
     loggers: list[Logger],
     ckpt_path: str | None,
+    stops: StopSignals,
 ) -> float | None:
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    validated = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    (tested,) = trainer.test(module, datamodule=datamodule, ckpt_path=None, verbose=False)
+    try:
+        with stops.lightning("training"):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        stops.phase = "the final evaluation"
+        with stops.lightning("the final evaluation"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=None, verbose=False)
+            tested = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+            validated: dict[str, float] = {}
+            if datamodule.val_size > 0:  # the last network's, also when a resume found training already done
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+                validated = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    except SIGTERMException:
+        raise Interrupted(stops.received or signal.SIGTERM, stops.phase) from None
     results = {
         "data": datamodule.name,
+        "num_classes": datamodule.num_classes,
         "model": type(module.network).__name__,
+        "params": sum(p.numel() for p in module.network.parameters() if p.requires_grad),
         "seed": cfg.seed,
         "schedule": module.plan.describe(),
         "test/acc": tested["test/acc"],
@@ -146,7 +218,7 @@ def fit_and_evaluate(
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
     }
-    results |= validated  # the last validation's val/loss and val/acc, if there is a validation split
+    results |= {k: v for k, v in validated.items() if k in ("val/acc", "val/loss")}
     for callback in callbacks:
         if isinstance(callback, RunCallback):
             results |= callback.results(trainer, module, datamodule)
@@ -161,11 +233,29 @@ def fit_and_evaluate(
         log.info(
             "test acc %.4f (%s, %s); results in %s", results["test/acc"], results["data"], results["schedule"], path
         )
-    for logger in loggers:
-        logger.log_metrics({k: v for k, v in results.items() if isinstance(v, (int, float))})
-        logger.finalize("success")
+    log_results(results, module, trainer, loggers)
     finish_wandb()
+    if cfg.optimized_metric not in results:
+        raise TrainingStopped(
+            f"optimized_metric={cfg.optimized_metric} was not produced by this run; results.json "
+            f"holds {sorted(k for k, v in results.items() if isinstance(v, float))}"
+        )
     return results[cfg.optimized_metric]
+
+
+def log_results(results: dict[str, Any], module: Classifier, trainer: L.Trainer, loggers: list[Logger]) -> None:
+    """The run's final numbers: W&B's run summary; for the other loggers, one row at the last step, without the
+    values their per-epoch curves already hold."""
+    numbers = {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers.pop("seed", None)
+    curves = {"train/loss", "train/acc", f"{module.heldout}/loss", f"{module.heldout}/acc"}
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            if trainer.is_global_zero:
+                logger.experiment.summary.update(numbers)
+        else:
+            logger.log_metrics({k: v for k, v in numbers.items() if k not in curves}, step=trainer.global_step)
+        logger.finalize("success")
 
 
 def finish_wandb() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import IO, Any
 
 import torch
 from lightning.fabric.plugins.io import TorchCheckpointIO
+
+from anneal.errors import DataError
 
 
 def _read_umask() -> int:
@@ -50,7 +54,27 @@ def save_tensors(obj: Any, path: str | Path) -> Path:
 
 
 def load_tensors(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint, snapshot or averaged model: tensors and plain values only (weights_only), never code.
+    A file that cannot be read raises DataError naming it and why."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():  # torch's refusal; not its advice to load the file unchecked
+            raise DataError(
+                f"{path} was refused: it holds objects other than tensors and plain values, which "
+                f"anneal never loads (a file from elsewhere, or tampered with)"
+            ) from None
+        raise DataError(f"{path} cannot be read: it is truncated or corrupt ({error})") from None
+    except (EOFError, RuntimeError, ValueError) as error:  # empty, cut short by a kill or a full disk
+        raise DataError(
+            f"{path} cannot be read: it is empty, truncated or not a torch file "
+            f"({type(error).__name__}); delete it, or use another copy"
+        ) from None
+
+
+def copy_file(source: str | Path, target: str | Path) -> Path:
+    with open(source, "rb") as f:
+        return atomic_write(target, lambda out: shutil.copyfileobj(f, out))
 
 
 def save_text(text: str, path: str | Path) -> Path:

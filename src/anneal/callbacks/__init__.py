@@ -4,9 +4,10 @@ training, and report results after it."""
 
 from anneal.callbacks.averaging import EMA, SWA, WeightAverage
 from anneal.callbacks.base import RunCallback
-from anneal.callbacks.checkpoints import LastCheckpoint, SaveOnInterrupt
+from anneal.callbacks.checkpoints import LastCheckpoint, RunSettings, SaveOnInterrupt
 from anneal.callbacks.curves import StepCurves
 from anneal.callbacks.guards import ClockCheck, NonFiniteLossGuard
+from anneal.callbacks.history import History
 from anneal.callbacks.lr_plot import LrSchedulePlot
 from anneal.callbacks.snapshots import SnapshotEnsemble
 from anneal.callbacks.startup import StartupTimer
@@ -15,10 +16,12 @@ __all__ = [
     "EMA",
     "SWA",
     "ClockCheck",
+    "History",
     "LastCheckpoint",
     "LrSchedulePlot",
     "NonFiniteLossGuard",
     "RunCallback",
+    "RunSettings",
     "SaveOnInterrupt",
     "SnapshotEnsemble",
     "StartupTimer",

@@ -149,7 +149,7 @@ class SWA(WeightAverage):
     ):
         # a multi-tensor mean: AveragedModel's default falls back to a per-tensor loop on CPUs (2-3x slower)
         super().__init__(
-            Span.parse(swa_start, "swa_start"),
+            Span.parse(swa_start, "swa_start", shares=True),
             start_key="swa_start",
             bn_update=bn_update,
             use_buffers=not bn_update,
@@ -223,7 +223,7 @@ class EMA(WeightAverage):
             "must be an integer >= 1",
         )
         super().__init__(
-            Span.parse(start, "start"),
+            Span.parse(start, "start", shares=True),
             start_key="start",
             bn_update=bn_update,
             use_buffers=True,

@@ -14,7 +14,7 @@ from anneal.callbacks.base import RunCallback
 from anneal.errors import ConfigError, require
 from anneal.evaluation import evaluate_snapshots
 from anneal.schedules import LrPlan
-from anneal.storage import save_tensors
+from anneal.storage import copy_file, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class SnapshotEnsemble(RunCallback):
         )
         self.include_final, self.max_members = include_final, max_members
         self.snapshots: list[dict[str, Any]] = []  # {"epoch", "step", "file"}, file relative to the run directory
+        self.run_dir: Path | None = None  # where the files are: a resumed run may have started elsewhere
 
     def use_plan(self, plan: LrPlan) -> None:
         if not plan.has_cycles():
@@ -48,6 +49,12 @@ class SnapshotEnsemble(RunCallback):
                 ),
             )
         self.plan = plan
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        here = Path(trainer.default_root_dir).resolve()
+        if self.run_dir is not None and self.run_dir != here and trainer.is_global_zero:
+            self.snapshots = adopt(self.snapshots, self.run_dir, here)
+        self.run_dir = here
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step in self.plan.cycle_end_steps():
@@ -69,10 +76,11 @@ class SnapshotEnsemble(RunCallback):
         log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots), epoch, step, file)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"snapshots": self.snapshots}
+        return {"snapshots": self.snapshots, "run_dir": None if self.run_dir is None else str(self.run_dir)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.snapshots = list(state["snapshots"])
+        self.run_dir = Path(state["run_dir"]) if state.get("run_dir") else None
 
     def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
         if not trainer.is_global_zero or not self.snapshots:
@@ -96,3 +104,23 @@ class SnapshotEnsemble(RunCallback):
 
     def result_metrics(self, has_val: bool) -> list[str]:
         return ["ensemble/test/acc", "snapshots/test/acc_mean"]
+
+
+def adopt(snapshots: list[dict[str, Any]], source: Path, target: Path) -> list[dict[str, Any]]:
+    """A run resumed in another directory (ckpt_path=<file>): copy its snapshots here; one that is gone is
+    dropped from the ensemble with a warning."""
+    kept = []
+    for snapshot in snapshots:
+        there, here = source / snapshot["file"], target / snapshot["file"]
+        if not here.exists():
+            if not there.is_file():
+                log.warning(
+                    "snapshot %s of the resumed run is in neither %s nor %s: the ensemble goes without it",
+                    snapshot["file"],
+                    source,
+                    target,
+                )
+                continue
+            copy_file(there, here)
+        kept.append(snapshot)
+    return kept

@@ -37,6 +37,7 @@ class ImageData(L.LightningDataModule):
         seed: int = 0,
         eval_batch_size: int = 1000,
         device: str = "auto",
+        test_every_epoch: bool = True,
     ):
         super().__init__()
         require(positive_int(batch_size), "batch_size", batch_size, "must be an integer >= 1")
@@ -44,7 +45,7 @@ class ImageData(L.LightningDataModule):
         require(isinstance(val_size, int) and val_size >= 0, "val_size", val_size, "must be an integer >= 0")
         require(device in DEVICES, "device", device, "'auto' (the model's device) or 'cpu'")
         self.batch_size, self.val_size, self.augment, self.seed = batch_size, val_size, augment, seed
-        self.eval_batch_size, self.device = eval_batch_size, device
+        self.eval_batch_size, self.device, self.test_every_epoch = eval_batch_size, device, test_every_epoch
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -110,8 +111,16 @@ class ImageData(L.LightningDataModule):
     def train_dataloader(self) -> Batches:
         return self.batches("train", train=True, batch_size=self.batch_size)
 
+    @property
+    def heldout(self) -> str | None:
+        """The split evaluated after every epoch: the validation split if there is one, else the test set
+        (unless test_every_epoch is off)."""
+        if self.val_size > 0:
+            return "val"
+        return "test" if self.test_every_epoch else None
+
     def val_dataloader(self) -> Batches | list:
-        return self.batches("val") if "val" in self.splits else []
+        return self.batches(self.heldout) if self.heldout else []
 
     def test_dataloader(self) -> Batches:
         return self.batches("test")

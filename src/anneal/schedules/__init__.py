@@ -1,7 +1,7 @@
 """Learning-rate schedules as pure functions of training time in epochs, their composition with a warmup and
 SWA's lr switch, and the run's lr plan that drives the optimizer at every step."""
 
-from anneal.schedules.adaptive import AdaptiveSGDR
+from anneal.schedules.adaptive import AdaptiveSGDR, Plateau
 from anneal.schedules.clock import Clock, Span
 from anneal.schedules.compose import ExponentialWarmup, LinearWarmup, LrSwitch, NoWarmup, Warmup
 from anneal.schedules.curves import (
@@ -37,6 +37,7 @@ __all__ = [
     "MultiStep",
     "NoWarmup",
     "OneCycle",
+    "Plateau",
     "Schedule",
     "ScheduleLR",
     "Span",

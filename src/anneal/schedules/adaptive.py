@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from anneal.errors import require
-from anneal.schedules.clock import Clock
+from anneal.schedules.clock import EPS, Clock
 from anneal.schedules.curves import (
     Schedule,
     check_basics,
@@ -23,8 +24,8 @@ from anneal.schedules.curves import (
 class AdaptiveSGDR(Schedule):
     """SGDR with a trigger and decaying restart peaks (a published SGDR variant): hold the peak until the
     validation accuracy first reaches `trigger_val_acc`, then run SGDR cycles. Whenever the validation
-    accuracy improves, the next restart's peak becomes max(current peak / compression, current lr).
-    compression = 1 gives plain SGDR."""
+    accuracy improves, the next restart's peak becomes max(current peak / compression, current lr), or the
+    current lr itself with compression = 0 (koshian2's lr_max_compression=0). compression = 1 gives plain SGDR."""
 
     peak: float
     total: float
@@ -48,7 +49,12 @@ class AdaptiveSGDR(Schedule):
         check_restarts(self.T_0, self.T_mult)
         check_lr_min(self.lr_min, self.peak)
         require(0 <= self.trigger_val_acc <= 1, "trigger_val_acc", self.trigger_val_acc, "must be in [0, 1]")
-        require(self.compression >= 1, "compression", self.compression, "must be >= 1")
+        require(
+            self.compression == 0 or self.compression >= 1,
+            "compression",
+            self.compression,
+            "must be >= 1, or 0 (restart at the lr reached when val/acc last improved)",
+        )
         self.next_peak = self.peak
 
     def _position(self, t: float, ending: bool = False) -> tuple[int, float, float]:
@@ -74,7 +80,8 @@ class AdaptiveSGDR(Schedule):
             self.peaks.append(self.next_peak)
         if value > self.best_val_acc:
             self.best_val_acc = value
-            self.next_peak = max(self.peaks[i] / self.compression, self.lr(t, ending=True))
+            reached = self.lr(t, ending=True)
+            self.next_peak = reached if self.compression == 0 else max(self.peaks[i] / self.compression, reached)
 
     def cycle_ends(self) -> list[float]:
         """Known once triggered: the restarts of the SGDR cycles that began then."""
@@ -101,3 +108,91 @@ class AdaptiveSGDR(Schedule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.triggered_at, self.peaks = state["triggered_at"], list(state["peaks"])
         self.next_peak, self.best_val_acc = state["next_peak"], state["best_val_acc"]
+
+
+PLATEAU_MONITORS = ("val/loss", "val/acc")
+
+
+@dataclass(eq=False)
+class Plateau(Schedule):
+    """torch's ReduceLROnPlateau as a schedule: hold the lr, and multiply it by `factor` (not below min_lr)
+    once the monitored held-out metric has not improved for more than `patience` evaluations; improving means
+    beating the best by more than `threshold` (relative to it, or absolute); after a reduction, `cooldown`
+    evaluations pass before bad ones count again. The lr is a step function of time whose steps are the
+    reductions made so far."""
+
+    peak: float
+    total: float
+    interval: str = "step"
+    clock: Clock | None = field(default=None, repr=False)
+    monitor: str = "val/loss"
+    mode: str = "min"
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    threshold_mode: str = "rel"
+    cooldown: int = 0
+    min_lr: float = 0.0
+    # what it has learnt: the best value, the evaluations since it, the cooldown left, the reductions' times
+    best: float = field(default=math.nan, init=False)
+    bad_evaluations: int = field(default=0, init=False)
+    cooldown_left: int = field(default=0, init=False)
+    reductions: list[float] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        check_basics(self.peak, self.total, self.interval)
+        require(
+            self.monitor in PLATEAU_MONITORS, "monitor", self.monitor, f"a held-out metric: one of {PLATEAU_MONITORS}"
+        )
+        require(self.mode in ("min", "max"), "mode", self.mode, "'min' (a loss) or 'max' (an accuracy)")
+        require(0 < self.factor < 1, "factor", self.factor, "must be in (0, 1): the lr is reduced")
+        require(isinstance(self.patience, int) and self.patience >= 0, "patience", self.patience, "an integer >= 0")
+        require(self.threshold >= 0, "threshold", self.threshold, "must be >= 0")
+        require(self.threshold_mode in ("rel", "abs"), "threshold_mode", self.threshold_mode, "'rel' or 'abs'")
+        require(isinstance(self.cooldown, int) and self.cooldown >= 0, "cooldown", self.cooldown, "an integer >= 0")
+        require(0 <= self.min_lr <= self.peak, "min_lr", self.min_lr, f"must be in [0, the peak lr {self.peak:g}]")
+
+    def lr(self, t: float) -> float:
+        lr = self.peak
+        for _ in (at for at in self.reductions if at <= t + EPS):
+            lr = max(lr * self.factor, self.min_lr)
+        return lr
+
+    def improves(self, value: float) -> bool:
+        """torch's test, to the letter."""
+        if math.isnan(self.best):
+            return True
+        if self.threshold_mode == "rel":
+            scale = 1 - self.threshold if self.mode == "min" else 1 + self.threshold
+            return value < self.best * scale if self.mode == "min" else value > self.best * scale
+        return value < self.best - self.threshold if self.mode == "min" else value > self.best + self.threshold
+
+    def observe(self, t: float, value: float) -> None:
+        if self.improves(value):
+            self.best, self.bad_evaluations = value, 0
+        else:
+            self.bad_evaluations += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.bad_evaluations = 0
+        if self.bad_evaluations > self.patience:
+            self.reductions.append(t)
+            self.cooldown_left, self.bad_evaluations = self.cooldown, 0
+
+    def describe(self) -> str:
+        return (
+            f"Plateau(monitor={self.monitor}, mode={self.mode}, factor={self.factor}, patience={self.patience}, "
+            f"threshold={self.threshold}, cooldown={self.cooldown}, min_lr={self.min_lr})"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "bad_evaluations": self.bad_evaluations,
+            "cooldown_left": self.cooldown_left,
+            "reductions": list(self.reductions),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_evaluations = state["best"], state["bad_evaluations"]
+        self.cooldown_left, self.reductions = state["cooldown_left"], list(state["reductions"])

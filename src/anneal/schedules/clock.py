@@ -68,19 +68,19 @@ SPAN_FORMS = "a number of epochs, 'N epochs', 'N steps' (optimizer steps) or 'P%
 @dataclass(frozen=True)
 class Span:
     """An amount of training time as a setting gives it: epochs (`5`, `'5 epochs'`), optimizer steps
-    (`'2000 steps'`) or a share of training (`'75%'`). A bare number below 1 is refused as ambiguous: it
-    has meant both a share of training and a fraction of an epoch."""
+    (`'2000 steps'`) or a share of training (`'75%'`). For settings that once read a bare number below 1 as
+    a share of training (`shares=True`), such a number is refused as ambiguous."""
 
     amount: float
     unit: str = "epochs"  # epochs | steps | fraction
 
     @classmethod
-    def parse(cls, value: object, key: str) -> Span:
+    def parse(cls, value: object, key: str, shares: bool = False) -> Span:
         if isinstance(value, Span):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             require(math.isfinite(value) and value >= 0, key, value, f"must be >= 0: {SPAN_FORMS}")
-            if 0 < value < 1:
+            if shares and 0 < value < 1:
                 raise ConfigError(
                     key, value, f"is ambiguous: write {value * 100:g}% for a share of training or '{value:g} epochs'"
                 )

@@ -138,7 +138,7 @@ class MultiStep(Curve):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_decay(self.gamma)
-        object.__setattr__(self, "milestones", tuple(Span.parse(m, "milestones") for m in self.milestones))
+        object.__setattr__(self, "milestones", tuple(Span.parse(m, "milestones", shares=True) for m in self.milestones))
         at = self.milestone_epochs
         inside = all(0 < m < self.total for m in at) and list(at) == sorted(set(at))
         require(
@@ -228,6 +228,7 @@ class SGDR(Curve):
     T_mult: float = 1.0
     lr_min: float = 0.0
     cycle_decay: float = 1.0  # the peak of cycle i is peak * cycle_decay ** i
+    decay_lr_min: bool = False  # and its floor lr_min * cycle_decay ** i (Jordan, "Setting the learning rate", 2018)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -240,7 +241,8 @@ class SGDR(Curve):
 
     def lr(self, t: float, ending: bool = False) -> float:
         i, T_cur, T_i = self.position(t, ending)
-        return cosine(self.peak * self.cycle_decay**i, self.lr_min, T_cur / T_i)
+        decay = self.cycle_decay**i
+        return cosine(self.peak * decay, self.lr_min * (decay if self.decay_lr_min else 1.0), T_cur / T_i)
 
     def uncapped_cycle_ends(self) -> list[float]:
         return restart_times(self.T_0, self.T_mult, self.total)

@@ -1,77 +1,48 @@
-"""The config layer: builds anneal's objects from the composed Hydra config, and the one place that knows the
-config's key names. Every group is built and checked inside `keys(group)`, so that a setting error raised
-under the name a setting has where it is used (`T_0`) reaches the user under the key they type
-(`schedule.T_0`)."""
+"""Building a run's parts from the composed config: data, network, optimizer, callbacks, trainer, lr plan."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from anneal.callbacks import RunCallback
-from anneal.data import DataMissing, ImageData
-from anneal.errors import ConfigError, DataError, require
+from anneal.config.keys import instantiate, instantiate_optional, keys
+from anneal.data import ImageData
+from anneal.errors import ConfigError, require
 from anneal.schedules import Clock, LrPlan, LrRecipe
 
-MODES = ("train", "preview", "lr_find")
-# what the lr plan calls the settings that live in other groups
-ALIASES = {"peak": "optimizer.lr", "schedule.peak": "optimizer.lr"}
-# the environment variable each dataset's default data.root reads
-ROOT_VARIABLES = {"CIFAR-10": "CIFAR10_ROOT"}
-# the targets a run directory (untrusted, like a checkpoint) may name
 TRUSTED_MODULES = ("anneal.models.", "anneal.data.")
 
 
-@contextmanager
-def keys(group: str = "") -> Iterator[None]:
-    """Setting errors raised inside name the full config key; a missing dataset says which settings find it."""
-    try:
-        yield
-    except ConfigError as error:
-        full = error.within(group) if group else error
-        raise ConfigError(ALIASES.get(full.key, full.key), full.value, full.allowed, text=full.text) from None
-    except DataMissing as error:
-        off = " and data.download=false" if error.reason is None else f" and the download failed ({error.reason})"
-        raise DataError(
-            f"{error.archive.name} not found under data.root={error.root}{off}. Point data.root (or the "
-            f"{ROOT_VARIABLES.get(error.archive.name, 'data root')} environment variable) at a directory that holds "
-            f"{error.archive.folder}/, or train offline on generated images with data=synthetic."
-        ) from None
+def check_trusted(node: Any, key: str) -> None:
+    """Every `_target_` in a node from an untrusted config (a run directory's) names one of anneal's own
+    networks or data modules: Hydra would build whatever it names, nested ones included."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == "_target_":
+                require(
+                    str(value).startswith(TRUSTED_MODULES),
+                    f"{key}._target_",
+                    value,
+                    "a run directory may only name anneal's own networks and data (anneal.models, anneal.data)",
+                )
+            else:
+                check_trusted(value, f"{key}.{name}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_trusted(value, f"{key}[{i}]")
 
 
-def instantiate(node: Any, **kwargs: Any) -> Any:
-    """Hydra's instantiate, letting anneal's own errors (bad settings, unreadable data) through unwrapped."""
-    try:
-        return hydra_instantiate(node, **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, (ConfigError, DataError)):
-            raise error.__cause__ from None
-        raise
-
-
-def instantiate_optional(node: DictConfig | None) -> Any:
-    """A group option like `averaging=none` is an empty node: nothing to build."""
-    return instantiate(node) if node and "_target_" in node else None
-
-
-def check_run_settings(cfg: DictConfig) -> None:
-    """The top-level settings, before anything is built."""
-    require(cfg.mode in MODES, "mode", cfg.mode, f"one of {MODES}")
-    epochs = cfg.trainer.max_epochs
-    require(isinstance(epochs, int) and epochs >= 1, "trainer.max_epochs", epochs, "must be an integer >= 1")
-
-
-def build_data(cfg: DictConfig) -> ImageData:
+def build_data(cfg: DictConfig, trusted: bool = True) -> ImageData:
+    if not trusted:
+        check_trusted(OmegaConf.to_container(cfg.data, resolve=True), "data")
     with keys("data"):
         datamodule = instantiate(cfg.data)
     return datamodule
@@ -95,13 +66,7 @@ def build_network(cfg: DictConfig, num_classes: int, trusted: bool = True) -> Ne
     assert isinstance(spec, dict)
     compile_ = bool(spec.pop("compile", False))
     if not trusted:
-        target = str(spec.get("_target_", ""))
-        require(
-            target.startswith(TRUSTED_MODULES),
-            "model._target_",
-            target,
-            "a run directory may only name anneal's own networks (anneal.models.*)",
-        )
+        check_trusted(spec, "model")
     with keys("model"):
         network = instantiate(spec, num_classes=num_classes)
     return NetworkSpec(network, compile_)
@@ -147,14 +112,20 @@ def build_callbacks(cfg: DictConfig) -> dict[str, L.Callback]:
             callback = instantiate_optional(cfg[group])
         if callback is not None:
             built[group] = callback
-    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
+    if not progress_bar(cfg):  # Lightning refuses a bar callback then
         built = {k: c for k, c in built.items() if not isinstance(c, ProgressBar)}
     return built
 
 
+def progress_bar(cfg: DictConfig) -> bool:
+    """A progress bar only on a terminal: in a log file (CI, SLURM, nohup) its redraws bury the epoch lines."""
+    return bool(cfg.trainer.get("enable_progress_bar", True)) and sys.stdout.isatty()
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
     """The trainer, without loggers: they start once every setting has been checked."""
-    extra = {"enable_checkpointing": False} if cfg.mode == "lr_find" else {}
+    extra: dict[str, Any] = {"enable_checkpointing": False} if cfg.mode == "lr_find" else {}
+    extra["enable_progress_bar"] = progress_bar(cfg)
     with keys("trainer"):
         return instantiate(cfg.trainer, callbacks=callbacks, logger=False, **extra)
 
@@ -198,11 +169,3 @@ def build_plan(
             with keys(key):
                 callback.use_plan(plan)
     return plan
-
-
-def check_optimized_metric(cfg: DictConfig, datamodule: ImageData, callbacks: dict[str, L.Callback]) -> None:
-    """The metric returned to a sweeper must be one this run will produce."""
-    has_val = datamodule.val_size > 0
-    produced = ["test/acc", "test/loss"] + (["val/acc", "val/loss"] if has_val else [])
-    produced += [m for c in callbacks.values() if isinstance(c, RunCallback) for m in c.result_metrics(has_val)]
-    require(cfg.optimized_metric in produced, "optimized_metric", cfg.optimized_metric, f"this run produces {produced}")

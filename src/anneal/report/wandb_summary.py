@@ -1,0 +1,63 @@
+"""One W&B run per sweep that holds its study: the per-arm table and the figures, in the jobs' group.
+
+W&B's own grouping shows each job's curves; what it cannot show is the mean and spread over seeds per arm, so
+that table is logged once, from the finished sweep, as a run of job type `study` beside the jobs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from omegaconf import DictConfig, OmegaConf
+
+from anneal.loggers import wandb_mode
+from anneal.report.study import Study
+from anneal.report.tables import study_rows
+
+log = logging.getLogger(__name__)
+FIGURES = {"study/heatmap": "study_heatmap.png", "study/curves": "study_curves.png"}
+
+
+def logs_to_wandb(config: DictConfig) -> bool:
+    return str(OmegaConf.select(config, "logger._target_", default="") or "").endswith("wandb_logger")
+
+
+def log_study_run(config: DictConfig, sweep_dir: Path, study: Study, paths: dict[str, Path]) -> str:
+    """Start the sweep's study run, log the table and the figures, finish it; returns the run's directory."""
+    import wandb
+
+    if wandb.run is not None:  # a job's run left open (one that failed): the study run is a run of its own
+        wandb.finish()
+    group = OmegaConf.select(config, "logger.group") or sweep_dir.name  # the group run.py gave the jobs
+
+    def start(mode: str) -> Any:
+        return wandb.init(
+            project=OmegaConf.select(config, "logger.project", default="anneal"),
+            group=group,
+            job_type="study",
+            name=f"{group} study",
+            dir=str(sweep_dir),
+            mode=cast(Literal["online", "offline", "disabled"], mode),
+        )
+
+    mode = wandb_mode(OmegaConf.select(config, "logger.mode") or "auto")  # offline without an API key
+    try:
+        run = start(mode)
+    except Exception as error:  # as the jobs do (anneal.loggers): an unreachable server means offline
+        if mode != "online":
+            raise
+        log.warning("W&B could not start online (%s); logging the study offline instead", error)
+        run = start("offline")
+    try:
+        columns, rows = study_rows(study)
+        header: list[str | int] = list(columns)
+        data = [[row.get(column) for column in columns] for row in rows]  # None, not "": W&B types each column
+        run.log({"study/table": wandb.Table(columns=header, data=data)})
+        images = {key: wandb.Image(str(paths[name])) for key, name in FIGURES.items() if name in paths}
+        if images:
+            run.log(images)
+        log.info("W&B study run of the sweep in group %s: %s", group, run.dir)
+        return run.dir
+    finally:
+        run.finish()

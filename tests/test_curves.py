@@ -1,0 +1,186 @@
+"""What a run shows: the lr of every step, per-epoch curves, history.csv, readable log files, W&B names."""
+
+import json
+import signal
+import time
+
+import pytest
+import yaml
+from conftest import CONF, FAST, ROOT, compose_config, read_rows, run_cli, train_process
+from hydra import compose, initialize_config_dir
+
+from anneal.config import run_name
+from anneal.run import run
+
+SMALL = ["data=synthetic", "data.train_size=640", "data.test_size=100", "data.batch_size=64", *FAST]
+
+
+def logged(run_dir, key: str) -> list[dict]:
+    return [r for r in read_rows(run_dir / "csv" / "version_0" / "metrics.csv") if r.get(key)]
+
+
+def test_a_default_run_logs_every_steps_lr_and_a_test_curve_per_epoch(tmp_path):
+    run(compose_config(*SMALL, "schedule=sgdr", "schedule.T_0=1", "trainer.max_epochs=3", output_dir=tmp_path))
+    assert [int(r["step"]) for r in logged(tmp_path, "lr-SGD")] == list(range(30))  # log_every_n_steps is 50
+    for key in ("train/loss", "train/acc", "test/loss", "test/acc"):
+        assert len(logged(tmp_path, key)) == 3, key  # once per epoch, and the final test adds no second point
+    history = read_rows(tmp_path / "history.csv")
+    assert list(history[0]) == ["epoch", "step", "lr", "train/loss", "train/acc", "test/loss", "test/acc", "seconds"]
+    assert [(int(r["epoch"]), int(r["step"])) for r in history] == [(1, 10), (2, 20), (3, 30)]
+    curve = [float(r["test/acc"]) for r in logged(tmp_path, "test/acc")]
+    assert [float(r["test/acc"]) for r in history] == pytest.approx(curve)
+    lrs = {int(r["step"]): float(r["lr-SGD"]) for r in logged(tmp_path, "lr-SGD")}
+    assert [float(r["lr"]) for r in history] == pytest.approx([lrs[9], lrs[19], lrs[29]])  # each epoch's last step
+    results = json.loads((tmp_path / "results.json").read_text())
+    best = max(range(3), key=lambda i: (curve[i], -i))
+    assert results["test/acc_best"] == pytest.approx(curve[best]) and results["test/acc_best_epoch"] == best + 1
+    assert results["test/acc"] == pytest.approx(curve[-1])  # the final test is the last epoch's network
+
+
+def test_with_a_validation_split_the_curve_is_validation_and_the_test_set_is_scored_once(tmp_path):
+    run(compose_config(*SMALL, "data.val_size=128", "trainer.max_epochs=2", output_dir=tmp_path))
+    assert len(logged(tmp_path, "val/acc")) == 2 and len(logged(tmp_path, "test/acc")) == 1
+    assert "val/acc" in read_rows(tmp_path / "history.csv")[0]
+    assert "val/acc_best" in json.loads((tmp_path / "results.json").read_text())
+
+
+def test_the_per_epoch_test_evaluation_can_be_turned_off(tmp_path):
+    run(compose_config(*SMALL, "data.test_every_epoch=false", "trainer.max_epochs=2", output_dir=tmp_path))
+    assert len(logged(tmp_path, "test/acc")) == 1  # only the final score
+    assert "test/acc" not in read_rows(tmp_path / "history.csv")[0]
+
+
+def test_a_run_measured_in_optimizer_steps_works_with_every_schedule(tmp_path):
+    for schedule in sorted(p.stem for p in (CONF / "schedule").glob("*.yaml")):
+        extra = ["data.val_size=64"] if schedule in ("adaptive_sgdr", "plateau") else []
+        cfg = compose_config(
+            *SMALL,
+            f"schedule={schedule}",
+            *extra,
+            "trainer.max_epochs=null",
+            "trainer.max_steps=95",
+            "mode=preview",
+            output_dir=tmp_path / schedule,
+        )
+        run(cfg)
+        steps = [int(r["step"]) for r in read_rows(tmp_path / schedule / "lr_schedule.csv")]
+        assert steps == list(range(95)), schedule
+    run(
+        compose_config(
+            *SMALL,
+            "schedule=sgdr",
+            "schedule.T_0=2",
+            "trainer.max_epochs=null",
+            "trainer.max_steps=25",
+            "ensemble=snapshot",
+            output_dir=tmp_path / "trained",
+        )
+    )
+    results = json.loads((tmp_path / "trained" / "results.json").read_text())
+    assert results["steps"] == 25 and [s["step"] for s in results["snapshots"]] == [20]
+
+
+def test_history_continues_after_a_sigterm_with_no_epoch_missing_or_repeated(tmp_path):
+    args = [
+        "data=synthetic",
+        "data.train_size=4096",
+        "data.test_size=64",
+        "data.batch_size=32",
+        "trainer.max_epochs=3",
+        "trainer.deterministic=true",
+        *FAST,
+    ]
+    reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    process = train_process(*args, f"hydra.run.dir={tmp_path / 'stopped'}")
+    deadline = time.time() + 120
+    while not (tmp_path / "stopped" / "history.csv").exists() and time.time() < deadline:
+        time.sleep(0.05)  # the first epoch's row: the stop lands in the second epoch
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    assert len(read_rows(tmp_path / "stopped" / "history.csv")) == 1
+    done = run_cli(*args, f"hydra.run.dir={tmp_path / 'stopped'}", "ckpt_path=last")
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed, expected = (read_rows(tmp_path / d / "history.csv") for d in ("stopped", "reference"))
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(resumed) == drop(expected)
+
+
+def test_a_log_file_reads_one_line_per_epoch(tmp_path):
+    done = run_cli(
+        "data=synthetic",
+        "data.train_size=640",
+        "data.test_size=100",
+        "trainer.max_epochs=3",
+        "logger=csv",
+        f"hydra.run.dir={tmp_path}",
+    )  # stdout is a pipe here, as under nohup, CI or SLURM
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    assert "it/s]" not in output and "\r" not in output  # no progress-bar redraws
+    assert [line.split("epoch ", 1)[1][:3] for line in output.splitlines() if "history][INFO] - epoch" in line] == [
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
+    assert "Tip:" not in output and output.count("`Trainer.fit` stopped") == 1  # no ads, nothing printed twice
+    log_file = (tmp_path / "train.log").read_text()
+    assert "epoch 3/3  lr " in log_file and " test loss " in log_file
+
+
+def test_wandb_runs_are_named_after_their_settings(tmp_path):
+    assert (
+        run_name(
+            [
+                "schedule=sgdr",
+                "schedule.T_0=5",
+                "schedule.T_mult=2",
+                "seed=1",
+                "logger=wandb",
+                "data.root=/data",
+                "hydra.sweep.dir=x",
+            ]
+        )
+        == "sgdr T_0=5 T_mult=2 seed=1"
+    )
+    done = run_cli(
+        "-m",
+        "schedule=sgdr",
+        "schedule.T_0=1,2",
+        *SMALL[:3],
+        "trainer.max_epochs=1",
+        "logger=wandb",
+        "logger.mode=offline",
+        "experiment=swa_sgd",
+        "model=lenet",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={tmp_path}",
+        env={"WANDB_API_KEY": None, "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for job, T_0 in (("0", 1), ("1", 2)):
+        logger = yaml.safe_load((tmp_path / job / "config.yaml").read_text())["logger"]
+        assert logger["name"] == f"sgdr T_0={T_0} swa_sgd lenet" and logger["group"] == tmp_path.name
+        assert logger["tags"] == ["swa", "swa-sgd"]  # the preset's tags
+
+
+def test_the_wandb_sweep_file_drives_train_py_with_hydra_overrides(tmp_path):
+    sweep = yaml.safe_load((ROOT / "sweeps" / "wandb_sgdr_grid.yaml").read_text())
+    assert (ROOT / sweep["program"]).is_file() and sweep["method"] == "grid"
+    grid = sweep["parameters"]
+    assert grid["schedule.T_0"]["values"] == [1, 5, 10] and grid["schedule.T_mult"]["values"] == [1, 2]
+    point = {"schedule.T_0": 5, "schedule.T_mult": 2, "seed": 1}
+    args = [f"{k}={v}" for k, v in point.items()]  # what W&B puts for ${args_no_hyphens}
+    command = [a for part in sweep["command"] for a in (args if part == "${args_no_hyphens}" else [part])]
+    overrides = [a for a in command if not a.startswith("${")]
+    assert command[:3] == ["${env}", "${interpreter}", "${program}"]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"output_dir={tmp_path}"])
+    assert (cfg.schedule._target_, cfg.schedule.T_0, cfg.schedule.T_mult, cfg.seed) == (
+        "anneal.schedules.SGDR",
+        5,
+        2,
+        1,
+    )
+    assert cfg.logger._target_.endswith("wandb_logger")

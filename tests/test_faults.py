@@ -1,0 +1,316 @@
+"""Faults found by probing: Ctrl-C, resumes that change the run, untrusted run directories, odd inputs."""
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from conftest import FAST, ROOT, compose_config, read_rows, run_cli, train_process
+
+from anneal.callbacks import RunCallback
+from anneal.errors import ConfigError, DataError, TrainingStopped
+from anneal.interrupts import Interrupted
+from anneal.run import run
+from anneal.storage import load_tensors
+
+# the probes' run: every callback that keeps state, a warmup, a cyclic schedule, dropout-free EMA, snapshots
+S = [
+    "data=synthetic",
+    "data.train_size=704",
+    "data.test_size=128",
+    "data.val_size=64",
+    "data.batch_size=32",
+    "schedule=cyclic",
+    "schedule.step_size=0.5",
+    "warmup=linear",
+    "warmup.epochs=1",
+    "ensemble=snapshot",
+    "averaging=ema",
+    "trainer.max_epochs=6",
+    "trainer.deterministic=true",
+    "logger=csv",
+    *FAST[1:],
+]
+COMPARED = ["test/acc", "test/loss", "val/acc", "val/loss", "ema/test/acc", "epochs", "steps", "snapshots", "ensemble"]
+
+
+def checkpoint_step(path) -> int:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")["global_step"]
+    except (FileNotFoundError, EOFError, RuntimeError, pickle.UnpicklingError):
+        return -1
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reference")
+    done = run_cli(*S, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def same_run(run_dir, reference) -> None:
+    expected, resumed = (json.loads((d / "results.json").read_text()) for d in (reference, run_dir))
+    assert {k: resumed[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
+    weights = load_tensors(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    for key, value in load_tensors(reference / "checkpoints" / "last.ckpt")["state_dict"].items():
+        assert torch.equal(weights[key], value), key
+
+
+@pytest.mark.parametrize("delay", [1.3, 2.9])
+def test_ctrl_c_then_resume_gives_the_uninterrupted_run(tmp_path, reference, delay):
+    process = train_process(*S, f"hydra.run.dir={tmp_path}")
+    deadline = time.time() + 120
+    while not (tmp_path / "lr_schedule.png").exists() and time.time() < deadline:  # drawn as training starts
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-3000:]
+    assert "stopped by Ctrl-C during training" in output and "ckpt_path=last" in output
+    assert 0 < checkpoint_step(tmp_path / "checkpoints" / "last.ckpt") < 6 * 20
+    done = run_cli(*S, f"hydra.run.dir={tmp_path}", "ckpt_path=last")
+    assert done.returncode == 0, done.stderr[-3000:]
+    same_run(tmp_path, reference)
+
+
+def test_a_resume_that_changes_the_run_stops_naming_each_changed_key(tmp_path, reference):
+    shutil.copytree(reference, tmp_path / "run")
+    (tmp_path / "run" / "results.json").unlink()
+    changed = ["data.batch_size=64", "optimizer.lr=0.1", "seed=3"]
+    done = run_cli(*S, *changed, f"hydra.run.dir={tmp_path / 'run'}", "ckpt_path=last")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    for key in (
+        "data.batch_size: 32 in the checkpoint, 64 now",
+        "optimizer.lr: 0.05 in the checkpoint, 0.1 now",
+        "seed: 0 in the checkpoint, 3 now",
+        "resume_changes=[data.batch_size,",
+        "optimizer.lr,seed]",
+    ):
+        assert key in message, message
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_an_intended_change_on_resume_derives_the_plan_again(tmp_path, reference):
+    shutil.copytree(reference, tmp_path / "run")
+    done = run_cli(
+        *S[:-5],
+        "trainer.max_epochs=8",
+        "trainer.deterministic=true",
+        "logger=csv",
+        *FAST[1:],
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "ckpt_path=last",
+        "resume_changes=[trainer.max_epochs]",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming with changed settings (trainer.max_epochs)" in done.stdout + done.stderr
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["steps"] == 8 * 20
+    assert len(read_rows(tmp_path / "run" / "lr_schedule.csv")) == 8 * 20  # the new plan, drawn again
+    assert len(read_rows(tmp_path / "run" / "history.csv")) == 8  # epochs 1-6 from before, 7-8 now
+
+
+def test_a_resume_after_a_death_in_the_final_evaluation_keeps_the_validation_scores(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    (run_dir / "results.json").unlink()  # as if killed after training, before results.json was written
+    done = run_cli(*S, f"hydra.run.dir={run_dir}", "ckpt_path=last", "optimized_metric=val/acc")
+    assert done.returncode == 0, done.stderr[-3000:]
+    same_run(run_dir, reference)
+
+
+def test_a_checkpoint_from_another_run_directory_brings_its_snapshots(tmp_path):
+    common = [
+        "data=synthetic",
+        "data.train_size=256",
+        "data.test_size=64",
+        "schedule=sgdr",
+        "schedule.T_0=1",
+        "schedule.T_mult=1",
+        "ensemble=snapshot",
+        "trainer.max_epochs=4",
+        *FAST,
+    ]
+    run(compose_config(*common, output_dir=tmp_path / "first"))
+    elsewhere = tmp_path / "elsewhere.ckpt"
+    shutil.copy(tmp_path / "first" / "checkpoints" / "last.ckpt", elsewhere)
+    (tmp_path / "first" / "snapshots" / "snapshot_02_epoch2.pt").unlink()  # one of them is gone
+    run(
+        compose_config(
+            *common,
+            "trainer.max_epochs=5",
+            "resume_changes=[trainer.max_epochs]",
+            f"ckpt_path={elsewhere}",
+            output_dir=tmp_path / "second",
+        )
+    )
+    results = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert [s["epoch"] for s in results["snapshots"]] == [1, 3, 4, 5]  # copied here; the lost one left out
+    assert sorted(p.name for p in (tmp_path / "second" / "snapshots").iterdir()) == [
+        "snapshot_01_epoch1.pt",
+        "snapshot_03_epoch3.pt",
+        "snapshot_04_epoch4.pt",
+        "snapshot_04_epoch5.pt",
+    ]
+
+
+def test_the_ensemble_cli_builds_only_annealss_own_objects_from_a_run_directory(tmp_path):
+    run(
+        compose_config(
+            "data=synthetic",
+            "data.train_size=128",
+            "data.test_size=32",
+            "schedule=sgdr",
+            "schedule.T_0=1",
+            "ensemble=snapshot",
+            "trainer.max_epochs=1",
+            *FAST,
+            output_dir=tmp_path,
+        )
+    )
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    for planted in (
+        {"_target_": "torch.save", "_args_": [[1], str(tmp_path / "pwned")]},
+        {"_target_": "anneal.models.LeNet5", "num_classes": {"_target_": "os.system", "_args_": ["true"]}},
+    ):
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "model": planted}))
+        done = subprocess.run(
+            [sys.executable, "-m", "anneal.ensemble", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert done.returncode != 0 and "may only name anneal's own" in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "pwned").exists()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "data": {"_target_": "os.getcwd"}}))
+    done = subprocess.run(
+        [sys.executable, "-m", "anneal.ensemble", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode != 0 and "may only name anneal's own" in done.stderr
+
+
+def test_a_huge_run_reaches_its_first_step_and_a_signal_stops_it(tmp_path):
+    process = train_process(
+        "data=synthetic",
+        "data.train_size=704",
+        "data.test_size=64",
+        "data.batch_size=32",
+        "trainer.max_epochs=1000000000",
+        *FAST,
+        f"hydra.run.dir={tmp_path}",
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "history.csv").exists() and time.time() < deadline:  # an epoch trained
+        time.sleep(0.1)
+    assert (tmp_path / "history.csv").exists(), "no epoch within two minutes"
+    assert len(read_rows(tmp_path / "lr_schedule.csv")) < 200_000  # drawn from a sample, not from 2.2e10 steps
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 143 and "stopped by SIGTERM during training" in output
+
+
+class SignalDuring(RunCallback):
+    """Sends this process a signal while the final evaluation runs (outside Lightning's loops)."""
+
+    def results(self, trainer, module, datamodule):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+        return {}
+
+
+def test_a_signal_during_the_final_evaluation_stops_with_the_resume_message(tmp_path, monkeypatch):
+    from anneal.callbacks import StartupTimer
+
+    monkeypatch.setattr(StartupTimer, "results", SignalDuring.results)
+    with pytest.raises(Interrupted) as error:
+        run(
+            compose_config(
+                "data=synthetic",
+                "data.train_size=128",
+                "data.test_size=32",
+                "trainer.max_epochs=1",
+                *FAST,
+                output_dir=tmp_path,
+            )
+        )
+    assert error.value.phase == "the final evaluation" and error.value.signum == signal.SIGTERM
+    from train import stopped
+
+    assert "evaluate again with hydra.run.dir=D ckpt_path=last" in stopped("SIGTERM", error.value.phase, "D")
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_run_directory_with_a_finished_or_a_live_run_is_refused(tmp_path):
+    common = ["data=synthetic", "data.train_size=128", "data.test_size=32", "trainer.max_epochs=1", *FAST]
+    run(compose_config(*common, output_dir=tmp_path))
+    with pytest.raises(ConfigError, match="already holds a finished run .*resume it with ckpt_path=last"):
+        run(compose_config(*common, output_dir=tmp_path))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".anneal.lock").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(ConfigError, match=f"in use by a live run \\(process {sleeper.pid}"):
+            run(compose_config(*common, "ckpt_path=last", output_dir=tmp_path))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (tmp_path / ".last.ckpt.x1y2.tmp").write_bytes(b"half")  # a write cut short by a kill
+    (tmp_path / "results.json").unlink()
+    run(compose_config(*common, "ckpt_path=last", output_dir=tmp_path))  # the dead run's lock is taken over
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / ".anneal.lock").exists()
+
+
+def test_unreadable_checkpoints_and_snapshots_are_named_with_what_to_do(tmp_path):
+    common = [
+        "data=synthetic",
+        "data.train_size=128",
+        "data.test_size=32",
+        "trainer.max_epochs=1",
+        *FAST[1:],
+        "logger=none",
+    ]
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    done = run_cli(*common, f"hydra.run.dir={tmp_path}", "ckpt_path=last")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{tmp_path}/checkpoints/last.ckpt cannot be read: it is empty" in done.stderr
+    with pytest.raises(DataError, match=r"snapshot_01.*cannot be read.*delete it"):
+        load_tensors(write_truncated(tmp_path / "snapshot_01_epoch1.pt"))
+
+
+def write_truncated(path):
+    torch.save({"w": torch.ones(100)}, path)
+    path.write_bytes(path.read_bytes()[:50])
+    return path
+
+
+def test_weights_that_turn_nan_stop_the_run_before_a_checkpoint_keeps_them(tmp_path, monkeypatch):
+    from anneal.callbacks import StartupTimer
+
+    def poison(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 6:  # after the last step of epoch 3, whose loss was still finite
+            with torch.no_grad():
+                next(pl_module.network.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(StartupTimer, "on_train_batch_end", poison, raising=False)
+    with pytest.raises(TrainingStopped, match="training weights became nan/inf by step 6"):
+        run(
+            compose_config(
+                "data=synthetic",
+                "data.train_size=256",
+                "data.test_size=32",
+                "trainer.max_epochs=3",
+                *FAST,
+                output_dir=tmp_path,
+            )
+        )
+    checkpoint = load_tensors(tmp_path / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 4 and all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
