@@ -13,6 +13,9 @@ compares medians.
   e  snapshot-ensemble evaluation time against the number of members (one forward pass per member)
   f  (a) broken down: a minimal LightningModule, then anneal's module and data, callbacks, logger
      (run explicitly: --only f)
+  g  per-epoch cost of the lr of every step (and the loss every log_every_n_steps), sent in one batch per
+     epoch, to the CSV logger and to W&B offline (target: 2%)
+  h  per-epoch cost of evaluating the test set after every epoch (data.test_every_epoch)
 """
 
 from __future__ import annotations
@@ -270,6 +273,43 @@ def section_c(args) -> list[dict]:
     ]
 
 
+def section_g(args) -> list[dict]:
+    """The per-step curves on and off, with each logger; W&B offline (its process, its file) is the costly one."""
+    loggers = {"csv": [], "wandb": ["logger=wandb", "logger.mode=offline"]}
+    sides = {}
+    for name, logger in loggers.items():
+        sides[f"{name} curves"] = partial(anneal_epochs, args, *logger)
+        sides[f"{name} none"] = partial(anneal_epochs, args, *logger, "~callbacks.step_curves")
+    medians = rounds(args, sides)
+    return [
+        {
+            "what": f"(g) per-epoch cost of the lr of every step ({name} logger)",
+            "ratio": medians[f"{name} curves"] / medians[f"{name} none"],
+            "target": "<= 1.02",
+            "detail": f"{medians[f'{name} curves']:.3f} s vs {medians[f'{name} none']:.3f} s",
+        }
+        for name in loggers
+    ]
+
+
+def section_h(args) -> list[dict]:
+    medians = rounds(
+        args,
+        {
+            "every epoch": partial(anneal_epochs, args),
+            "off": partial(anneal_epochs, args, "data.test_every_epoch=false"),
+        },
+    )
+    return [
+        {
+            "what": "(h) per-epoch cost of the test-set evaluation after every epoch",
+            "ratio": medians["every epoch"] / medians["off"],
+            "target": "(reported)",
+            "detail": f"{medians['every epoch']:.3f} s vs {medians['off']:.3f} s",
+        }
+    ]
+
+
 def section_d(args) -> list[dict]:
     data = [f"data.root={os.environ['CIFAR10_ROOT']}"] if os.environ.get("CIFAR10_ROOT") else ["data=synthetic"]
     seconds = []
@@ -397,7 +437,7 @@ def section_f(args) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="a,b,c,d,e", help="sections, e.g. a,c (f on request)")
+    parser.add_argument("--only", default="a,b,c,d,e,g,h", help="sections, e.g. a,c (f on request)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4, help="per measured run; the first epoch is dropped")
     parser.add_argument("--model", default="lenet")
@@ -413,7 +453,16 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e, "f": section_f}
+    sections = {
+        "a": section_a,
+        "b": section_b,
+        "c": section_c,
+        "d": section_d,
+        "e": section_e,
+        "f": section_f,
+        "g": section_g,
+        "h": section_h,
+    }
     rows = [row for key in args.only.split(",") for row in sections[key](args)]
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "

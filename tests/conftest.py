@@ -77,3 +77,28 @@ def train_process(*args: str) -> subprocess.Popen:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def write_cifar100_layout(root: Path, train: int = 400, test: int = 100) -> Path:
+    """A small dataset in the exact cifar-100-python layout: train, test and meta, pickled dicts as the official
+    files (uint8 rows, fine and coarse labels, file names); fine label c belongs to superclass c // 5."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for i, (name, n) in enumerate((("train", train), ("test", test))):
+        images, labels = synthetic_images(n, seed=100 + i, num_classes=100)
+        entry = {
+            "data": images.reshape(n, -1).numpy(),
+            "fine_labels": labels.tolist(),
+            "coarse_labels": (labels // 5).tolist(),
+            "filenames": [f"image_{k}.png" for k in range(n)],
+            "batch_label": f"{name} batch",
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=4)
+    meta = {
+        "fine_label_names": [f"class_{c}" for c in range(100)],
+        "coarse_label_names": [f"superclass_{c}" for c in range(20)],
+    }
+    with open(folder / "meta", "wb") as f:
+        pickle.dump(meta, f, protocol=4)
+    return root

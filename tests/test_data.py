@@ -211,3 +211,13 @@ def test_a_booby_trapped_batch_file_is_refused_without_running_it(tiny_cifar, tm
     with pytest.raises(DataError, match="data_batch_2.*refusing to load posix.system"):
         read_cifar10(folder)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_float_pixels_are_refused_naming_the_file(tiny_cifar):
+    folder = tiny_cifar / "cifar-10-batches-py"
+    with open(folder / "data_batch_4", "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    with open(folder / "data_batch_4", "wb") as f:
+        pickle.dump({**entry, "data": entry["data"].astype("float32") / 255}, f)  # in [0, 1]: black as bytes
+    with pytest.raises(DataError, match=r"data_batch_4 holds float32 pixels, not bytes"):
+        read_cifar10(folder)

@@ -54,6 +54,29 @@ INVALID = [
     (["optimized_metric=val/acc"], "optimized_metric"),  # no validation split
     (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path"),
     (["ckpt_path=last"], "ckpt_path"),  # a new run directory has no checkpoint yet
+    # types and names, each one line naming the key, the value and what is allowed
+    (["optimizer.lr=abc"], "optimizer.lr"),
+    (["optimizer.lr=null"], "optimizer.lr"),
+    (["optimizer.momentum=-0.9"], "optimizer.momentum"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay"),
+    (["seed=abc"], "seed"),
+    (["schedule=sgdr", "schedule.T_0=null"], "schedule.T_0"),
+    (["schedule=sgdr", "schedule.T_0=abc"], "schedule.T_0"),
+    (["schedule=sgdr", "+schedule.T0=5"], "schedule.T0"),  # a typo: not a setting of SGDR
+    (["averaging=swa", "averaging.swa_start=0.5"], "averaging.swa_start"),  # ambiguous: 50% or half an epoch?
+    (["averaging=swa", "averaging.swa_start=3weeks"], "averaging.swa_start"),
+    (["ensemble=snapshot", "schedule=sgdr", "ensemble.include_final=maybe"], "ensemble.include_final"),
+    (["data.augment=3"], "data.augment"),
+    (["data.eval_batch_size=0"], "data.eval_batch_size"),
+    (["mode=lr_find", "lr_find.mode=foo"], "lr_find.mode"),
+    (["mode=lr_find", "lr_find.num_training=0"], "lr_find.num_training"),
+    (["mode=lr_find", "lr_find.min_lr=1", "lr_find.max_lr=0.1"], "lr_find.max_lr"),
+    (["trainer.accelerator=gpu"], "trainer.accelerator"),  # no GPU here
+    (["trainer.max_epochs=null"], "trainer.max_epochs"),  # and no max_steps: training would not end
+    (["trainer.max_steps=0"], "trainer.max_steps"),
+    (["schedule=plateau"], "data.val_size"),  # a held-out metric to watch
+    (["schedule=plateau", "data.val_size=100", "schedule.monitor=test/acc"], "schedule.monitor"),
+    (["schedule=cyclic", "schedule.step_size=2000.5steps"], "schedule.step_size"),
 ]
 
 
@@ -69,6 +92,7 @@ def test_invalid_setting_is_rejected_before_training(overrides, key, tmp_path, m
         run(cfg)
     assert time.perf_counter() - started < 5
     assert "invalid" in str(error.value) or "needs" in str(error.value)
+    assert "\n" not in str(error.value)  # one line
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()
 
 
@@ -91,3 +115,21 @@ def test_a_rejected_run_leaves_no_wandb_run(tmp_path):
     )
     assert done.returncode == 2 and "data.download=false" in done.stderr
     assert not (tmp_path / "run" / "wandb").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (
+            ["optimizer.lr=abc"],
+            "anneal: error: optimizer.lr='abc' is invalid: the peak learning rate: a number > 0 "
+            "(that a float32 can hold)",
+        ),
+        (["schedule=sgdr", "schedule.T_0=null"], "anneal: error: schedule.T_0=None is invalid: must be a number"),
+        (["seed=abc"], "anneal: error: seed='abc' is invalid: an integer"),
+    ],
+)
+def test_cli_type_errors_are_one_line_with_exit_code_2(tmp_path, overrides, line):
+    done = run_cli(*DATA, *overrides, "logger=none", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == line

@@ -16,6 +16,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,7 +43,7 @@ from anneal.interrupts import Interrupted, StopSignals
 from anneal.lr_find import RecordingClassifier, lr_find
 from anneal.module import Classifier
 from anneal.preview import render
-from anneal.run_dir import claimed
+from anneal.run_dir import claimed, unclaimed
 from anneal.schedules import LrPlan
 from anneal.storage import load_tensors, save_json, save_text
 
@@ -126,11 +127,12 @@ def run(cfg: DictConfig) -> float | None:
 def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
     quiet_library_noise()
     check_run_settings(cfg)
-    with claimed(Path(cfg.output_dir), resuming=cfg.mode != "train" or cfg.ckpt_path is not None):
+    # (DDP's other processes run this too: the directory is rank 0's to claim)
+    rank = getattr(rank_zero_only, "rank", 0)  # Lightning sets it from the launcher's environment
+    claim = claimed if rank == 0 else unclaimed
+    with claim(Path(cfg.output_dir), resuming=cfg.mode != "train" or cfg.ckpt_path is not None):
         L.seed_everything(cfg.seed, workers=True)
         name_wandb_run(cfg)
-        if cfg.mode == "train":  # the resolved config: what `python -m anneal.ensemble` and the notebook rebuild
-            save_text(OmegaConf.to_yaml(cfg, resolve=True), Path(cfg.output_dir) / "config.yaml")
         datamodule = build_data(cfg)
         spec = build_network(cfg, datamodule.num_classes)
         optimizer, peak = build_optimizer(cfg, spec.network)
@@ -163,6 +165,8 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
                         "see lr_schedule.png",
                         ", ".join(changed),
                     )
+        if cfg.mode == "train":  # the resolved config: what `python -m anneal.ensemble` and the notebook rebuild
+            save_text(OmegaConf.to_yaml(cfg, resolve=True), Path(cfg.output_dir) / "config.yaml")
         loggers = start_loggers(cfg)
         trainer.loggers = loggers
         for logger in loggers:

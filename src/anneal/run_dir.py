@@ -90,3 +90,9 @@ def claimed(directory: Path, resuming: bool) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def unclaimed(directory: Path, resuming: bool) -> Iterator[None]:
+    """A process that shares a run directory its rank 0 holds (DDP)."""
+    yield

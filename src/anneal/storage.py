@@ -65,7 +65,8 @@ def load_tensors(path: str | Path, map_location: str | torch.device = "cpu") -> 
                 f"anneal never loads (a file from elsewhere, or tampered with)"
             ) from None
         raise DataError(f"{path} cannot be read: it is truncated or corrupt ({error})") from None
-    except (EOFError, RuntimeError, ValueError) as error:  # empty, cut short by a kill or a full disk
+    except Exception as error:  # empty, cut short by a kill or a full disk, not a torch file: torch's unpickler
+        # raises EOFError, RuntimeError, IndexError ... depending on where the bytes stop making sense
         raise DataError(
             f"{path} cannot be read: it is empty, truncated or not a torch file "
             f"({type(error).__name__}); delete it, or use another copy"

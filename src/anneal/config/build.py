@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -18,6 +19,7 @@ from anneal.data import ImageData
 from anneal.errors import ConfigError, require
 from anneal.schedules import Clock, LrPlan, LrRecipe
 
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 TRUSTED_MODULES = ("anneal.models.", "anneal.data.")
 
 
@@ -80,10 +82,10 @@ def build_optimizer(cfg: DictConfig, network: nn.Module) -> tuple[Any, float]:
     """The optimizer factory (Hydra's `_partial_`) and the peak lr it sets, checked by building one."""
     node = cfg.optimizer
     require(
-        is_number(node.get("lr")) and node.lr > 0,
+        is_number(node.get("lr")) and 0 < node.lr < FLOAT32_MAX,
         "optimizer.lr",
         node.get("lr"),
-        "the peak learning rate: a number > 0",
+        "the peak learning rate: a number > 0 (that a float32 can hold)",
     )
     for key in ("momentum", "weight_decay", "dampening"):
         if key in node:
@@ -92,8 +94,9 @@ def build_optimizer(cfg: DictConfig, network: nn.Module) -> tuple[Any, float]:
         factory = instantiate(node)
         try:
             peak = factory(params=network.parameters()).defaults["lr"]
-        except (TypeError, ValueError) as error:  # what torch says of the other arguments
-            raise ConfigError("", text=f"{{key}} settings are invalid: {error}") from None
+        except (TypeError, ValueError, LookupError) as error:  # what torch says of the other arguments
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError("", text=f"{{key}} settings are invalid: {reason}") from None
     return factory, peak
 
 

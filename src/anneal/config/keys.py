@@ -15,7 +15,7 @@ from anneal.errors import ConfigError, DataError
 
 ALIASES = {"peak": "optimizer.lr", "schedule.peak": "optimizer.lr"}
 
-ROOT_VARIABLES = {"CIFAR-10": "CIFAR10_ROOT"}
+ROOT_VARIABLES = {"CIFAR-10": "CIFAR10_ROOT", "CIFAR-100": "CIFAR100_ROOT"}
 
 
 @contextmanager

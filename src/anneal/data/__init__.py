@@ -3,12 +3,13 @@ files and their download, the batches, and the Lightning data modules."""
 
 from anneal.data.batches import Batches, batches_per_epoch, channel_stats, flip_where, random_crop
 from anneal.data.download import Archive, DataMissing, locate, safe_extract
-from anneal.data.files import read_cifar10
-from anneal.data.modules import CIFAR10, ImageData, Synthetic
+from anneal.data.files import read_cifar10, read_cifar100
+from anneal.data.modules import CIFAR10, CIFAR100, ImageData, Synthetic
 from anneal.data.synthetic import synthetic_images
 
 __all__ = [
     "CIFAR10",
+    "CIFAR100",
     "Archive",
     "Batches",
     "DataMissing",
@@ -20,6 +21,7 @@ __all__ = [
     "locate",
     "random_crop",
     "read_cifar10",
+    "read_cifar100",
     "safe_extract",
     "synthetic_images",
 ]

@@ -39,6 +39,13 @@ CIFAR10 = Archive(
     "cifar-10-batches-py",
     ("test_batch", "data_batch_1"),
 )
+CIFAR100 = Archive(
+    "CIFAR-100",
+    "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    "eb9058c3a382ffc7106e4002c42a8d85",
+    "cifar-100-python",
+    ("test", "train"),
+)
 
 
 class DataMissing(DataError):

@@ -1,5 +1,5 @@
-"""Reading the CIFAR files: the pickled batches of the `cifar-10-batches-py` layout, through an unpickler
-that builds only what such a file holds.
+"""Reading the CIFAR files: the pickled batches of the `cifar-10-batches-py` and `cifar-100-python` layouts,
+through an unpickler that builds only what such a file holds.
 
 Read directly, not through torchvision, whose wheels break a CPU-only torch and whose CIFAR10 class
 refuses files whose MD5 differs from the official ones, such as the real-image subset used in tests.
@@ -20,6 +20,7 @@ from anneal.errors import DataError
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR10_TEST_FILE = "test_batch"
+CIFAR100_LABELS = {"fine": ("fine_labels", 100), "coarse": ("coarse_labels", 20)}  # the 100 classes, or 20 superclasses
 
 
 class BatchUnpickler(pickle.Unpickler):
@@ -94,3 +95,12 @@ def read_cifar10(folder: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     train = [read_batch_file(folder / name) for name in CIFAR10_TRAIN_FILES]
     test_x, test_y = read_batch_file(folder / CIFAR10_TEST_FILE)
     return torch.cat([x for x, _ in train]), torch.cat([y for _, y in train]), test_x, test_y
+
+
+def read_cifar100(folder: Path, label: str = "fine") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train images, train labels, test images, test labels) from a cifar-100-python folder; `label` is
+    "fine" (100 classes) or "coarse" (20 superclasses)."""
+    key, classes = CIFAR100_LABELS[label]
+    train_x, train_y = images_and_labels(folder / "train", unpickle(folder / "train"), key, classes)
+    test_x, test_y = images_and_labels(folder / "test", unpickle(folder / "test"), key, classes)
+    return train_x, train_y, test_x, test_y

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import lightning as L
 import torch
@@ -10,8 +11,9 @@ from torch import Tensor
 
 from anneal.data.batches import Batches, batches_per_epoch, channel_stats
 from anneal.data.download import CIFAR10 as CIFAR10_ARCHIVE
+from anneal.data.download import CIFAR100 as CIFAR100_ARCHIVE
 from anneal.data.download import locate
-from anneal.data.files import read_cifar10
+from anneal.data.files import CIFAR100_LABELS, read_cifar10, read_cifar100
 from anneal.data.synthetic import synthetic_images
 from anneal.errors import require
 
@@ -67,7 +69,14 @@ class ImageData(L.LightningDataModule):
         if self.val_size:
             self.splits["val"] = (train_x[val], train_y[val])
         self.mean, self.std = channel_stats(self.splits["train"][0])
-        log.info("data: %s, %d train / %d val / %d test images", self.name, len(train), self.val_size, len(test_x))
+        log.info(
+            "data: %s, %d classes, %d train / %d val / %d test images",
+            self.name,
+            self.num_classes,
+            len(train),
+            self.val_size,
+            len(test_x),
+        )
 
     def _target_device(self) -> torch.device:
         if self.device == "cpu" or self.trainer is None:
@@ -140,13 +149,39 @@ class CIFAR10(ImageData):
         return read_cifar10(locate(self.archive, self.root, self.download, self.download_timeout))
 
 
+class CIFAR100(ImageData):
+    """CIFAR-100 from `root` (a folder holding cifar-100-python/), downloaded there if absent; `label` "fine"
+    for the 100 classes, "coarse" for the 20 superclasses."""
+
+    archive = CIFAR100_ARCHIVE
+
+    def __init__(
+        self,
+        root: str = "./data",
+        download: bool = True,
+        download_timeout: float = 5.0,
+        label: str = "fine",
+        **kwargs: Any,
+    ):
+        require(label in CIFAR100_LABELS, "label", label, f"one of {tuple(CIFAR100_LABELS)}")
+        super().__init__(**kwargs)
+        self.root, self.download, self.download_timeout, self.label = root, download, download_timeout, label
+        self.num_classes = CIFAR100_LABELS[label][1]
+        self.name = "CIFAR-100" if label == "fine" else "CIFAR-100 (20 coarse superclasses)"
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return read_cifar100(locate(self.archive, self.root, self.download, self.download_timeout), self.label)
+
+
 class Synthetic(ImageData):
     """Generated images (see `synthetic_images`): no files, no network. Not CIFAR-10."""
 
     name = "SYNTHETIC (generated gratings, not CIFAR-10)"
 
-    def __init__(self, train_size: int = 5000, test_size: int = 1000, **kwargs):
+    def __init__(self, train_size: int = 5000, test_size: int = 1000, num_classes: int = 10, **kwargs: Any):
         super().__init__(**kwargs)
+        require(positive_int(num_classes) and num_classes >= 2, "num_classes", num_classes, "an integer >= 2")
+        self.num_classes = num_classes
         require(
             positive_int(train_size) and positive_int(test_size),
             "train_size/test_size",
@@ -156,6 +191,6 @@ class Synthetic(ImageData):
         self.train_size, self.test_size = train_size, test_size
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        x, y = synthetic_images(self.train_size + self.test_size, seed=12345)
+        x, y = synthetic_images(self.train_size + self.test_size, seed=12345, num_classes=self.num_classes)
         n = self.train_size
         return x[:n], y[:n], x[n:], y[n:]

@@ -317,3 +317,30 @@ class OneCycle(Curve):
         if t < rise:
             return cosine(start, self.peak, t / rise)
         return cosine(self.peak, start / self.final_div_factor, min((t - rise) / (self.total - rise), 1.0))
+
+
+WHOLE_RUN = Span(1.0, "fraction")
+
+
+@dataclass(frozen=True)
+class RampDown(Curve):
+    """The SWA reference code's schedule (Izmailov et al. 2018): the peak for the first half of `length`, then
+    linearly down to end_factor * peak at 90% of it, flat after. Its SGD runs take the whole run as `length`
+    and end_factor 0.01; its SWA runs take swa_start and swa_lr / peak, and average at that lr."""
+
+    length: Span = WHOLE_RUN
+    end_factor: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "length", Span.parse(self.length, "length"))
+        require(self.length.epochs(self.total, self.clock) > 0, "length", str(self.length), "must be > 0")
+        require(0 <= self.end_factor <= 1, "end_factor", self.end_factor, "must be in [0, 1]")
+
+    def lr(self, t: float) -> float:
+        progress = t / self.length.epochs(self.total, self.clock)
+        if progress <= 0.5:
+            return self.peak
+        if progress <= 0.9:
+            return self.peak * (1.0 - (1.0 - self.end_factor) * (progress - 0.5) / 0.4)
+        return self.peak * self.end_factor
