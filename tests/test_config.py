@@ -27,6 +27,8 @@ def test_every_group_has_options():
         "cyclic",
         "onecycle",
         "adaptive_sgdr",
+        "plateau",
+        "ramp_down",
     }
 
 

@@ -28,6 +28,7 @@ from anneal.schedules import (
     NoWarmup,
     OneCycle,
     Plateau,
+    RampDown,
     ScheduleLR,
     Span,
     Step,
@@ -481,3 +482,28 @@ def test_settings_in_steps_epochs_or_shares_of_training():
     for bad in ("-1 steps", "3 weeks", "150%", True, None, float("nan")):
         with pytest.raises(ConfigError):
             Span.parse(bad, "swa_start")
+
+
+def swa_reference_schedule(epoch: int, lr_init: float, budget: int, swa_lr: float | None) -> float:
+    """The SWA reference code's learning_rate_schedule (Izmailov et al. 2018), as it sets the lr at the start of
+    each epoch: `budget` is swa_start for an SWA run, the number of epochs for an SGD run."""
+    t = epoch / budget
+    lr_ratio = swa_lr / lr_init if swa_lr is not None else 0.01
+    if t <= 0.5:
+        factor = 1.0
+    elif t <= 0.9:
+        factor = 1.0 - (1.0 - lr_ratio) * (t - 0.5) / 0.4
+    else:
+        factor = lr_ratio
+    return lr_init * factor
+
+
+@pytest.mark.parametrize("epochs, length, swa_lr", [(200, "100%", None), (300, 161, 0.01), (225, 126, 0.05)])
+def test_ramp_down_is_the_swa_reference_codes_schedule(epochs, length, swa_lr):
+    lr_init = 0.05 if swa_lr == 0.01 else 0.1
+    end_factor = 0.01 if swa_lr is None else swa_lr / lr_init
+    schedule = RampDown(peak=lr_init, total=epochs, interval="epoch", length=length, end_factor=end_factor)
+    budget = epochs if swa_lr is None else length
+    for epoch in range(epochs):
+        for within in (0.0, 0.5):  # the lr is set per epoch
+            assert schedule(epoch + within) == pytest.approx(swa_reference_schedule(epoch, lr_init, budget, swa_lr))

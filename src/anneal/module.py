@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -33,9 +34,11 @@ class Classifier(L.LightningModule):
         num_classes: int = 10,
         compile: bool = False,
         heldout: str = "val",
+        settings: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.network, self.optimizer_factory, self.plan, self.heldout = network, optimizer, plan, heldout
+        self.settings = settings or {}  # what the run was configured with: every checkpoint records it
         self.compile_network = compile
         self.channels_last = False  # set in setup(): true when training on a GPU
         self.metrics = nn.ModuleDict(
@@ -112,6 +115,24 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._log_train_epoch()  # an epoch cut short (max_steps)
 
+    def on_train_start(self) -> None:
+        self.check_clock()
+
+    def check_clock(self) -> None:
+        """Stop before the first step if the plan's clock, computed from the data module before training,
+        disagrees with the step count Lightning arrives at: the schedule would be stretched or cut."""
+        trainer = self.trainer
+        if trainer.fast_dev_run:  # type: ignore[attr-defined]  # a smoke test takes a step of the configured plan
+            return
+        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        counted = (per_epoch, int(trainer.estimated_stepping_batches))
+        planned = (self.plan.clock.steps_per_epoch, self.plan.clock.total_steps)
+        if counted != planned:
+            raise RuntimeError(
+                f"the lr plan counts {planned[0]} optimizer steps per epoch and {planned[1]} in all, Lightning "
+                f"{counted[0]} and {counted[1]}: anneal's clock arithmetic is out of step with this Lightning version"
+            )
+
     def on_validation_epoch_end(self) -> None:
         fitting = self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
         values = self._log_epoch(self.heldout, to_loggers=fitting)  # a final validate() adds no point to the curve
@@ -128,6 +149,7 @@ class Classifier(L.LightningModule):
         # else drawing from them) would continue differently after a resume without this.
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
         checkpoint["train_sums"] = self.train_sums  # so that an epoch resumed mid-way reports all its batches
+        checkpoint["settings"] = self.settings  # a resume compares its own with them before training
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
 

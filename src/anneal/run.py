@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from anneal.callbacks import ClockCheck, RunCallback, RunSettings
+from anneal.callbacks import RunCallback
 from anneal.config import (
     arithmetic_settings,
     build_callbacks,
@@ -137,8 +137,6 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
         spec = build_network(cfg, datamodule.num_classes)
         optimizer, peak = build_optimizer(cfg, spec.network)
         callbacks = build_callbacks(cfg)
-        if cfg.mode == "train":
-            callbacks |= {"clock_check": ClockCheck(), "run_settings": RunSettings(arithmetic_settings(cfg))}
         trainer = build_trainer(cfg, list(callbacks.values()))
         plan = build_plan(cfg, trainer, datamodule, callbacks, peak)
         module_type = RecordingClassifier if cfg.mode == "lr_find" else Classifier
@@ -149,6 +147,7 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
             num_classes=datamodule.num_classes,
             compile=spec.compile,
             heldout=datamodule.heldout or "val",
+            settings=arithmetic_settings(cfg),
         )
         if cfg.mode == "preview":
             preview(cfg, plan)
@@ -181,9 +180,8 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
 
 
 def saved_settings(ckpt_path: str) -> dict[str, Any] | None:
-    """The settings a checkpoint was written with (RunSettings); None for a checkpoint that has none."""
-    checkpoint = load_tensors(ckpt_path)
-    return checkpoint.get("callbacks", {}).get(RunSettings.__qualname__, {}).get("settings")
+    """The settings a checkpoint was written with; None for a checkpoint from before anneal recorded them."""
+    return load_tensors(ckpt_path).get("settings")
 
 
 def fit_and_evaluate(

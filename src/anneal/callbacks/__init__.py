@@ -4,9 +4,9 @@ training, and report results after it."""
 
 from anneal.callbacks.averaging import EMA, SWA, WeightAverage
 from anneal.callbacks.base import RunCallback
-from anneal.callbacks.checkpoints import LastCheckpoint, RunSettings, SaveOnInterrupt
+from anneal.callbacks.checkpoints import LastCheckpoint, SaveOnInterrupt
 from anneal.callbacks.curves import StepCurves
-from anneal.callbacks.guards import ClockCheck, NonFiniteLossGuard
+from anneal.callbacks.guards import NonFiniteLossGuard
 from anneal.callbacks.history import History
 from anneal.callbacks.lr_plot import LrSchedulePlot
 from anneal.callbacks.snapshots import SnapshotEnsemble
@@ -15,13 +15,11 @@ from anneal.callbacks.startup import StartupTimer
 __all__ = [
     "EMA",
     "SWA",
-    "ClockCheck",
     "History",
     "LastCheckpoint",
     "LrSchedulePlot",
     "NonFiniteLossGuard",
     "RunCallback",
-    "RunSettings",
     "SaveOnInterrupt",
     "SnapshotEnsemble",
     "StartupTimer",

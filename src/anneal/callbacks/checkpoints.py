@@ -88,17 +88,3 @@ class SaveOnInterrupt(EpochTail):
         log.warning(
             "%s: saved %s at step %d; resume with ckpt_path=last", type(exception).__name__, path, trainer.global_step
         )
-
-
-class RunSettings(L.Callback):
-    """Every checkpoint records the settings that decide the run's arithmetic, so that a resume can compare
-    its own with them before training (anneal.config.check_resume)."""
-
-    def __init__(self, settings: dict[str, Any]):
-        self.settings = settings
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to take: the checkpoint's settings were compared with this run's before fitting began."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from anneal.callbacks.base import RunCallback
@@ -50,9 +51,15 @@ class StepCurves(RunCallback):
         if with_loss:  # one read from the device for the whole batch of losses
             for values, loss in zip(with_loss, torch.stack([v["train/loss_step"] for v in with_loss]).tolist()):
                 values["train/loss_step"] = loss
-        for step, values in sorted(pending.items()):
-            for logger in trainer.loggers:
-                logger.log_metrics(values, step=step)
+        rows = sorted(pending.items())
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):  # W&B's own call: Lightning's wrapper around it costs as much again
+                run = logger.experiment
+                for step, values in rows:
+                    run.log({**values, "trainer/global_step": step})
+            else:
+                for step, values in rows:
+                    logger.log_metrics(values, step=step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.send(trainer)

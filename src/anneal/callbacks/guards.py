@@ -1,18 +1,15 @@
-"""Guards that stop a run gone wrong: a loss that turns nan or inf, a clock out of step with Lightning's."""
+"""A run gone wrong stops before a checkpoint can keep it: a loss or weights that turn nan or inf."""
 
 from __future__ import annotations
 
 import logging
-import math
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from anneal.callbacks.base import RunCallback
 from anneal.callbacks.checkpoints import LastCheckpoint
 from anneal.errors import TrainingStopped
-from anneal.schedules import LrPlan
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +51,4 @@ class NonFiniteLossGuard(L.Callback):
                 f"the training {what} became nan/inf by step {trainer.global_step} (epoch "
                 f"{trainer.current_epoch}); training stopped and {kept}. Lower optimizer.lr, "
                 f"add a warmup, or check the data."
-            )
-
-
-class ClockCheck(RunCallback):
-    """Stops the run before its first step if the lr plan's clock, computed from the data module before
-    training, disagrees with the step count Lightning arrives at: the schedule would be stretched or cut."""
-
-    def use_plan(self, plan: LrPlan) -> None:
-        self.plan = plan
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.fast_dev_run:  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
-            return  # a smoke test runs a step or so of the configured run's plan
-        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-        counted = (per_epoch, int(trainer.estimated_stepping_batches))
-        planned = (self.plan.clock.steps_per_epoch, self.plan.clock.total_steps)
-        if counted != planned:
-            raise RuntimeError(
-                f"the lr plan counts {planned[0]} optimizer steps per epoch and {planned[1]} in all, "
-                f"Lightning {counted[0]} and {counted[1]}: anneal's clock arithmetic is out of step "
-                f"with this Lightning version"
             )
