@@ -252,7 +252,7 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
         *FAST[1:],
     ]
     assert run_cli(*common, "trainer.max_epochs=1").returncode == 0
-    done = run_cli(*common, "trainer.max_epochs=2", "ckpt_path=last")
+    done = run_cli(*common, "trainer.max_epochs=2", "ckpt_path=last", "resume_changes=[trainer.max_epochs]")
     assert done.returncode == 0, done.stderr[-3000:]
     ids = {p.name.rsplit("-", 1)[-1] for p in (tmp_path / "wandb").glob("offline-run-*")}
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2 and len(ids) == 1  # two segments, one run

@@ -87,7 +87,15 @@ def test_wrn_fast_dev_run(tmp_path):
 def test_resume_from_last_checkpoint_continues_training_and_keeps_the_first_logs(tmp_path):
     common = ["data=synthetic", "data.train_size=256", "data.test_size=64", *FAST]
     run(compose_config(*common, "trainer.max_epochs=2", output_dir=tmp_path))
-    run(compose_config(*common, "trainer.max_epochs=3", "ckpt_path=last", output_dir=tmp_path))
+    run(
+        compose_config(
+            *common,
+            "trainer.max_epochs=3",
+            "ckpt_path=last",
+            "resume_changes=[trainer.max_epochs]",
+            output_dir=tmp_path,
+        )
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["epochs"] == 3 and results["steps"] == 3 * 2
     epochs = [

@@ -134,9 +134,9 @@ class Classifier(L.LightningModule):
             )
 
     def on_validation_epoch_end(self) -> None:
-        fitting = self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
         values = self._log_epoch(self.heldout, to_loggers=fitting)  # a final validate() adds no point to the curve
-        if self.plan.monitor in values and fitting:
+        if self.plan.monitor in values and fitting and not self.trainer.sanity_checking:
             scheduler = self.lr_schedulers()
             assert isinstance(scheduler, ScheduleLR)
             scheduler.observe(values[self.plan.monitor].item())
