@@ -68,6 +68,12 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: floa
     )
 
 
+def paced(seconds_per_step: float) -> list[str]:
+    """Overrides that slow training (tests/pacing.py) so that a signal sent after a delay lands mid-run on a fast
+    machine as on a slow one; train_process can import it."""
+    return ["+callbacks.pace._target_=pacing.Pace", f"+callbacks.pace.seconds_per_step={seconds_per_step}"]
+
+
 def train_process(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
@@ -75,7 +81,7 @@ def train_process(*args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT / "tests")},
     )
 
 

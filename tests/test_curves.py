@@ -6,7 +6,7 @@ import time
 
 import pytest
 import yaml
-from conftest import CONF, FAST, ROOT, compose_config, read_rows, run_cli, train_process
+from conftest import CONF, FAST, ROOT, compose_config, paced, read_rows, run_cli, train_process
 from hydra import compose, initialize_config_dir
 
 from anneal.config import run_name
@@ -92,7 +92,7 @@ def test_history_continues_after_a_sigterm_with_no_epoch_missing_or_repeated(tmp
     ]
     reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr[-2000:]
-    process = train_process(*args, f"hydra.run.dir={tmp_path / 'stopped'}")
+    process = train_process(*args, *paced(0.02), f"hydra.run.dir={tmp_path / 'stopped'}")  # ≥ 2.5 s an epoch
     deadline = time.time() + 120
     while not (tmp_path / "stopped" / "history.csv").exists() and time.time() < deadline:
         time.sleep(0.05)  # the first epoch's row: the stop lands in the second epoch

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import FAST, ROOT, compose_config, read_rows, run_cli, train_process
+from conftest import FAST, ROOT, compose_config, paced, read_rows, run_cli, train_process
 
 from anneal.callbacks import RunCallback
 from anneal.errors import ConfigError, DataError, TrainingStopped
@@ -66,7 +66,7 @@ def same_run(run_dir, reference) -> None:
 
 @pytest.mark.parametrize("delay", [1.3, 2.9])
 def test_ctrl_c_then_resume_gives_the_uninterrupted_run(tmp_path, reference, delay):
-    process = train_process(*S, f"hydra.run.dir={tmp_path}")
+    process = train_process(*S, *paced(0.05), f"hydra.run.dir={tmp_path}")  # ≥ 6 s of training
     deadline = time.time() + 120
     while not (tmp_path / "lr_schedule.png").exists() and time.time() < deadline:  # drawn as training starts
         time.sleep(0.02)
@@ -243,6 +243,7 @@ def test_a_signal_during_the_final_evaluation_stops_with_the_resume_message(tmp_
             )
         )
     assert error.value.phase == "the final evaluation" and error.value.signum == signal.SIGTERM
+    sys.path.insert(0, str(ROOT))  # train.py is a script at the root, not part of the package
     from train import stopped
 
     assert "evaluate again with hydra.run.dir=D ckpt_path=last" in stopped("SIGTERM", error.value.phase, "D")

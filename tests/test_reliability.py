@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, ROOT, compose_config, run_cli, train_process
+from conftest import FAST, ROOT, compose_config, paced, run_cli, train_process
 
 from anneal.errors import TrainingStopped
 from anneal.run import run
@@ -122,7 +122,7 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
         *FAST,
         f"hydra.run.dir={tmp_path}",
     ]
-    process = train_process(*args)
+    process = train_process(*args, *paced(0.02))  # ≥ 2.5 s an epoch: the signal lands mid-epoch
     deadline = time.time() + 120
     while not (tmp_path / "lr_schedule.png").exists() and time.time() < deadline:  # written when training starts
         time.sleep(0.05)

@@ -55,7 +55,8 @@ def summary_plot(study: Study, path: Path, metric: str = "test/acc") -> Path | N
         grid = np.array([[cell.get((x, y), np.nan) for x in xs] for y in ys], dtype=float)
         image = ax.imshow(grid, cmap="viridis", origin="lower")
         label_cells(ax, grid, [[f"{v:.3f}" for v in line] for line in grid])
-        ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys)
+        ax.set(xticks=range(len(xs)), yticks=range(len(ys)), yticklabels=ys)
+        ax.set_xticklabels([str(x) for x in xs], rotation=20 if max(len(str(x)) for x in xs) > 8 else 0, ha="right")
         ax.set(xlabel=keys[0], ylabel=keys[1], title=f"{metric} over {keys[0]} x {keys[1]}")
         fig.colorbar(image, ax=ax, label=metric)
     else:
@@ -96,7 +97,8 @@ def heatmap(study: Study, path: Path) -> Path | None:
     image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
     label_cells(ax, grid, texts)
     unit = " (%)" if scale == 100 else ""
-    ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys)
+    ax.set(xticks=range(len(xs)), yticks=range(len(ys)), yticklabels=ys)
+    ax.set_xticklabels([str(x) for x in xs], rotation=20 if max(len(str(x)) for x in xs) > 8 else 0, ha="right")
     ax.set(xlabel=study.keys[0], ylabel=study.keys[1], title=f"{study.metric}{unit}: mean ± std over seeds")
     fig.colorbar(image, ax=ax, label=f"{study.metric}{unit}")
     return save(fig, path)
