@@ -1,11 +1,14 @@
 import re
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from test_callbacks import fit
 
+from anneal.callbacks import SWA
 from anneal.errors import ConfigError
 from anneal.models import VGG, DenseNet, PreResNet, ResNet
 
@@ -176,3 +179,39 @@ def test_configs_build_the_network_their_comment_describes(name):
     assert "num_classes" not in spec  # it comes from the data module
     spec.pop("compile")
     assert count(instantiate(spec, num_classes=10)) == published == NETWORKS[name][1](10)
+
+
+# Training behaviour of the papers' networks, on VGG-11, their smallest member (a minute or two on this CPU: slow).
+
+
+@pytest.mark.slow
+def test_swa_recomputes_batchnorm_statistics_of_the_averaged_network(tmp_path):
+    torch.manual_seed(0)
+    swa = SWA(swa_start=1, swa_freq="epoch")
+    trainer, module, data = fit(tmp_path, [swa], epochs=2, network=VGG(11, batch_norm=True))
+    results = swa.results(trainer, module, data)
+    assert results["swa/n_averaged"] == 2
+    averaged = swa.average.module
+    batches = list(data.batches("train"))
+    first_conv, first_bn = averaged.features[0], averaged.features[1]
+    with torch.no_grad():  # update_bn's cumulative average: the mean of the per-batch means of its input
+        expected = torch.stack([first_conv(x).mean(dim=(0, 2, 3)) for x, _ in batches]).mean(0)
+    torch.testing.assert_close(first_bn.running_mean, expected, rtol=1e-4, atol=1e-5)
+    trained = module.network.features[1].running_mean
+    assert not torch.allclose(first_bn.running_mean, trained)  # recomputed, not the last network's
+    counts = {int(m.num_batches_tracked) for m in averaged.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert counts == {len(batches)}  # every BatchNorm counted one pass over the training set, not the steps
+
+
+@pytest.mark.slow
+def test_a_dropout_network_resumed_between_epochs_gives_the_uninterrupted_weights(tmp_path):
+    def run(run_dir, **kwargs):
+        torch.manual_seed(0)
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
+        return fit(run_dir, [checkpoint], epochs=2, network=VGG(11), **kwargs)[1]
+
+    reference = run(tmp_path / "a")
+    run(tmp_path / "b", stop_after=1)  # the 2-epoch run, stopped after epoch 1
+    resumed = run(tmp_path / "b", ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
+    for (key, value), expected in zip(resumed.network.state_dict().items(), reference.network.state_dict().values()):
+        assert torch.equal(value, expected), key
