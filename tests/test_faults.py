@@ -162,7 +162,7 @@ def test_a_checkpoint_from_another_run_directory_brings_its_snapshots(tmp_path):
     ]
 
 
-def test_the_ensemble_cli_builds_only_annealss_own_objects_from_a_run_directory(tmp_path):
+def test_the_ensemble_cli_builds_only_anneals_own_objects_from_a_run_directory(tmp_path):
     run(
         compose_config(
             "data=synthetic",
