@@ -112,7 +112,7 @@ def curves(study: Study, path: Path) -> Path | None:
     lrs = [arm_lr_curve(r.arm) for r in study.arms]
     if not any(accuracy) and not any(epochs for epochs, _ in lrs):
         return None
-    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    fig = Figure(figsize=(13, 4.8 + 0.2 * min(len(study.arms), 12)), layout="constrained")
     left, right = fig.subplots(1, 2)
     columns: set[str] = set()
     for i, (result, curve, (epochs, lr)) in enumerate(zip(study.arms, accuracy, lrs)):
@@ -131,10 +131,8 @@ def curves(study: Study, path: Path) -> Path | None:
     right.set(xlabel="epoch", ylabel="learning rate", title="learning rate (each arm's first run)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small", loc="best")
-    if len(study.arms) > 12:  # a legend that long hides the curves; the colours still tell the arms apart
-        for ax in (left, right):
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
+    handles, labels = (left if columns else right).get_legend_handles_labels()
+    if handles and len(study.arms) <= 12:  # a longer legend hides the curves; the colours still tell arms apart
+        # one legend under both panels: arm labels (every setting that differs) are often wider than a panel
+        fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=1 if len(handles) <= 4 else 2)
     return save(fig, path)
