@@ -46,9 +46,13 @@ def summary_plot(study: Study, path: Path, metric: str = "test/acc") -> Path | N
     if not runs:
         return None
     keys = varying_keys(runs, exclude=frozenset())
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    labels = [", ".join(f"{k}={r.settings.get(k)}" for k in keys) or r.job for r in runs]
+    bars = len(keys) != 2
+    # bars' labels sit left of the axes: the figure widens with the longest (~0.062 inch per character)
+    width = 5.5 + 0.062 * max(map(len, labels)) if bars else 7.0
+    fig = Figure(figsize=(width, max(4.5, 1 + 0.3 * len(runs)) if bars else 4.5), layout="constrained")
     ax = fig.add_subplot()
-    if len(keys) == 2:
+    if not bars:
         xs = sorted({r.settings.get(keys[0]) for r in runs}, key=numeric_order)
         ys = sorted({r.settings.get(keys[1]) for r in runs}, key=numeric_order)
         cell = {(r.settings.get(keys[0]), r.settings.get(keys[1])): r.metrics[metric] for r in runs}
@@ -60,7 +64,6 @@ def summary_plot(study: Study, path: Path, metric: str = "test/acc") -> Path | N
         ax.set(xlabel=keys[0], ylabel=keys[1], title=f"{metric} over {keys[0]} x {keys[1]}")
         fig.colorbar(image, ax=ax, label=metric)
     else:
-        labels = [", ".join(f"{k}={r.settings.get(k)}" for k in keys) or r.job for r in runs]
         ax.barh(labels, [r.metrics[metric] for r in runs])
         ax.set(xlabel=metric, title=f"{metric} per job")
     return save(fig, path)
