@@ -134,7 +134,8 @@ def curves(study: Study, path: Path) -> Path | None:
     right.set(xlabel="epoch", ylabel="learning rate", title="learning rate (each arm's first run)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    handles, labels = (left if columns else right).get_legend_handles_labels()
+    # the panel that drew more arms (an arm may lack history.csv or an lr curve) names them all
+    handles, labels = max((ax.get_legend_handles_labels() for ax in (left, right)), key=lambda h: len(h[0]))
     if handles and len(study.arms) <= 12:  # a longer legend hides the curves; the colours still tell arms apart
         # one legend under both panels: arm labels (every setting that differs) are often wider than a panel
         fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=1 if len(handles) <= 4 else 2)
