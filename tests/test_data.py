@@ -8,7 +8,17 @@ import pytest
 import torch
 
 from anneal.config import keys
-from anneal.data import CIFAR10, Batches, Synthetic, channel_stats, flip_where, locate, random_crop, read_cifar10
+from anneal.data import (
+    CIFAR10,
+    Batches,
+    Synthetic,
+    channel_stats,
+    flip_where,
+    locate,
+    random_crop,
+    read_cifar10,
+    synthetic_images,
+)
 from anneal.data.download import download, md5sum, safe_extract
 from anneal.errors import ConfigError, DataError
 from anneal.models import LeNet5
@@ -181,6 +191,19 @@ def test_synthetic_data_is_learnable_and_named():
             optimizer.step()
     images, labels = next(iter(data.batches("test", batch_size=500)))
     assert (model(images).argmax(1) == labels).float().mean() > 0.3  # chance is 0.1
+
+
+def test_synthetic_images_are_made_on_one_thread(monkeypatch):
+    # a process's first multi-threaded sin/cos is now and then less exact (MKL): the images differed between runs
+    threads_seen, cos = [], torch.cos
+    monkeypatch.setattr(torch, "cos", lambda x: threads_seen.append(torch.get_num_threads()) or cos(x))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        synthetic_images(64, 0)
+        assert threads_seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(
