@@ -28,17 +28,13 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@one_thread()
 def synthetic_images(n: int, seed: int, num_classes: int = 10) -> tuple[Tensor, Tensor]:
     """A learnable set of 32x32 colour images made in memory: class c is a grating with one of 5 orientations
     (c % 5) and colour scheme c // 5, with random phase, frequency, contrast and noise. The same bytes in every
     process: made on one thread, because the first multi-threaded sin/cos of a process (MKL's vector math in
     torch 2.13's CPU wheel) now and then comes out less exact on the worker thread (about 1 process in 10 here),
     which made two runs of the same settings train on different images."""
-    with one_thread():
-        return grating_images(n, seed, num_classes)
-
-
-def grating_images(n: int, seed: int, num_classes: int) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, num_classes, (n,), generator=g)
     angle = (labels % 5).float() * (math.pi / 5) + 0.15 * torch.randn(n, generator=g)
