@@ -115,7 +115,8 @@ def curves(study: Study, path: Path) -> Path | None:
     lrs = [arm_lr_curve(r.arm) for r in study.arms]
     if not any(accuracy) and not any(epochs for epochs, _ in lrs):
         return None
-    fig = Figure(figsize=(13, 4.8 + 0.2 * min(len(study.arms), 12)), layout="constrained")
+    legend = len(study.arms) <= 12  # a longer legend hides the curves; the colours still tell arms apart
+    fig = Figure(figsize=(13, 4.8 + 0.2 * len(study.arms) * legend), layout="constrained")
     left, right = fig.subplots(1, 2)
     columns: set[str] = set()
     for i, (result, curve, (epochs, lr)) in enumerate(zip(study.arms, accuracy, lrs)):
@@ -136,7 +137,7 @@ def curves(study: Study, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     # the panel that drew more arms (an arm may lack history.csv or an lr curve) names them all
     handles, labels = max((ax.get_legend_handles_labels() for ax in (left, right)), key=lambda h: len(h[0]))
-    if handles and len(study.arms) <= 12:  # a longer legend hides the curves; the colours still tell arms apart
+    if handles and legend:
         # one legend under both panels: arm labels (every setting that differs) are often wider than a panel
         fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=1 if len(handles) <= 4 else 2)
     return save(fig, path)
