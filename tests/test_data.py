@@ -195,13 +195,14 @@ def test_synthetic_data_is_learnable_and_named():
 
 def test_synthetic_images_are_made_on_one_thread(monkeypatch):
     # a process's first multi-threaded sin/cos is now and then less exact (MKL): the images differed between runs
-    threads_seen, cos = [], torch.cos
+    threads_seen, cos, sin = [], torch.cos, torch.sin
     monkeypatch.setattr(torch, "cos", lambda x: threads_seen.append(torch.get_num_threads()) or cos(x))
+    monkeypatch.setattr(torch, "sin", lambda x: threads_seen.append(torch.get_num_threads()) or sin(x))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         synthetic_images(64, 0)
-        assert threads_seen == [1] and torch.get_num_threads() == 2
+        assert threads_seen == [1, 1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
 
