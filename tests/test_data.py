@@ -193,7 +193,7 @@ def test_synthetic_data_is_learnable_and_named():
     assert (model(images).argmax(1) == labels).float().mean() > 0.3  # chance is 0.1
 
 
-def test_synthetic_images_are_made_on_one_thread(monkeypatch):
+def test_synthetic_images_sin_and_cos_run_on_one_thread(monkeypatch):
     # a process's first multi-threaded sin/cos is now and then less exact (MKL): the images differed between runs
     threads_seen, cos, sin = [], torch.cos, torch.sin
     monkeypatch.setattr(torch, "cos", lambda x: threads_seen.append(torch.get_num_threads()) or cos(x))
