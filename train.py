@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -11,7 +12,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from anneal.errors import ConfigError, DataError, TrainingStopped  # imported here: --help comes back fast
+    from anneal.errors import ConfigError, DataError, DirectoryTaken, TrainingStopped  # here: --help comes back fast
     from anneal.interrupts import EXIT_CODES, NAMES, Interrupted
     from anneal.run import run
 
@@ -21,7 +22,8 @@ def main(cfg: DictConfig) -> float | None:
         message = str(error)
         if isinstance(error, Interrupted):
             message = stopped(NAMES[error.signum], error.phase, cfg.output_dir)
-        logging.getLogger("anneal").error("%s", message)
+        if not isinstance(error, DirectoryTaken):  # its log file is another run's: not a line of this one in it
+            logging.getLogger("anneal").error("%s", message)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # Hydra records this job as failed and the sweep's other jobs still run
         print(f"anneal: error: {message}", file=sys.stderr)
@@ -44,4 +46,7 @@ def stopped(signal_name: str, phase: str, run_dir: str) -> str:
 
 
 if __name__ == "__main__":
+    from anneal.cli import checked_command_line
+
+    sys.argv = checked_command_line(sys.argv, Path(__file__).resolve().parent / "conf")
     main()

@@ -9,6 +9,7 @@ SRC = ROOT / "src" / "anneal"
 LAYERS = {
     "errors": 0,
     "storage": 1,
+    "record": 2,
     "schedules": 2,
     "models": 2,
     "evaluation": 3,
@@ -21,9 +22,12 @@ LAYERS = {
     "lr_find": 5,
     "report": 5,
     "interrupts": 5,
-    "run_dir": 5,
+    "run_dir": 4,
+    "results": 5,
+    "console": 5,
     "run": 6,
     "ensemble": 6,
+    "cli": 6,
 }
 
 

@@ -283,7 +283,7 @@ def test_invalid_averaging_and_ensemble_settings(make, key):
         make()
 
 
-def test_cycle_swa_needs_a_cycle_end_after_its_start(caplog):
+def test_cycle_swa_needs_two_cycle_ends_after_its_start():
     plan = plan_of(10, partial(SGDR, T_0=4, T_mult=1))  # cycle ends 4, 8
     with (
         pytest.raises(
@@ -293,8 +293,12 @@ def test_cycle_swa_needs_a_cycle_end_after_its_start(caplog):
         keys("averaging"),
     ):
         SWA(swa_start=9, swa_freq="cycle").use_plan(plan)
-    SWA(swa_start=6, swa_freq="cycle").use_plan(plan)
-    assert "only one cycle ends after swa_start (epoch 8)" in caplog.text
+    with (
+        pytest.raises(ConfigError, match=r"averaging.swa_start=6 epochs is invalid here: .* updated 1 time\(s\)"),
+        keys("averaging"),
+    ):
+        SWA(swa_start=6, swa_freq="cycle").use_plan(plan)  # only the end at 8: an average of one
+    SWA(swa_start=4, swa_freq="cycle").use_plan(plan)  # the ends at 4 and 8
 
 
 @pytest.mark.parametrize("callback", [SnapshotEnsemble(), SWA(swa_freq="cycle")])

@@ -3,10 +3,13 @@
 import pytest
 import torch
 from conftest import CONF, compose_config
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from anneal.config import build_network, instantiate_optional
 from anneal.data import ImageData
+from anneal.record import GROUP_CLASSES, Arm, arm_of, flatten, unclassified
 from anneal.schedules import Clock, LrRecipe, Schedule
 
 GROUPS = ["data", "model", "optimizer", "schedule", "warmup", "averaging", "ensemble", "logger", "trainer", "callbacks"]
@@ -83,3 +86,48 @@ def test_overrides_from_the_readme_compose(tmp_path):
     swa.use_plan(LrRecipe(schedule=instantiate(cfg.schedule)).build(cfg.optimizer.lr, Clock(10, 300)))
     assert swa.start_epochs == 0.75 * 30  # swa_start 75% of the run's 30 epochs
     assert cfg.data.root  # CIFAR10_ROOT or ./data
+
+
+def every_composed_config():
+    """Every option of every group (and every preset), composed with the rest of the defaults."""
+    groups = [p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        for group in groups:
+            for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
+                yield f"{group}={option}", compose("train", overrides=[f"{group}={option}", "output_dir=."])
+
+
+def test_every_config_key_and_group_is_classified_as_arm_seed_or_bookkeeping():
+    """One table says what each setting is to a run (what it computes, its seed, or bookkeeping): a new key
+    must be classified on purpose, or it would silently split or pool the arms of a study."""
+    for choice, cfg in every_composed_config():
+        keys = flatten(OmegaConf.to_container(cfg, resolve=False))
+        assert unclassified(keys) == [], f"{choice}: classify these in anneal.record.identity.CLASSES"
+    groups = {p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"}
+    assert groups == set(GROUP_CLASSES)
+
+
+def arm_for(*overrides: str) -> Arm:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "output_dir=."], return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    task = OmegaConf.create({k: v for k, v in OmegaConf.to_container(cfg).items() if k != "hydra"})
+    return arm_of(OmegaConf.to_container(task, resolve=True), choices)
+
+
+def test_an_arm_is_what_the_run_computes_however_the_command_line_spells_it():
+    preset = arm_for("experiment=swa_sgd")
+    spelled_out = arm_for(
+        "model=lenet_conv4",
+        "averaging=swa",
+        "trainer.max_epochs=40",
+        "averaging.swa_lr=0.01",
+        "averaging.anneal_epochs=2",
+        "tags=[swa,swa-sgd]",
+    )
+    assert preset.id == spelled_out.id and preset == spelled_out
+    assert arm_for("logger=csv", "seed=3", "data.root=/elsewhere", "trainer=cpu").id == arm_for().id
+    assert arm_for("schedule=sgdr", "schedule.T_0=5").id != arm_for("schedule=sgdr").id
+    assert arm_for("schedule=sgdr", "schedule.T_0=10").id == arm_for("schedule=sgdr").id  # its default, written out
+    assert arm_for("schedule=sgdr", "schedule.T_0=10.0").id == arm_for("schedule=sgdr").id  # the same number
+    assert arm_for("data.batch_size=64").id != arm_for().id

@@ -5,11 +5,11 @@ import signal
 import time
 
 import pytest
+import wandb_files
 import yaml
 from conftest import CONF, FAST, ROOT, compose_config, paced, read_rows, run_cli, train_process
 from hydra import compose, initialize_config_dir
 
-from anneal.config import run_name
 from anneal.run import run
 
 SMALL = ["data=synthetic", "data.train_size=640", "data.test_size=100", "data.batch_size=64", *FAST]
@@ -69,7 +69,8 @@ def test_a_run_measured_in_optimizer_steps_works_with_every_schedule(tmp_path):
         compose_config(
             *SMALL,
             "schedule=sgdr",
-            "schedule.T_0=2",
+            "schedule.T_0=1",
+            "schedule.T_mult=1",
             "trainer.max_epochs=null",
             "trainer.max_steps=25",
             "ensemble=snapshot",
@@ -77,7 +78,7 @@ def test_a_run_measured_in_optimizer_steps_works_with_every_schedule(tmp_path):
         )
     )
     results = json.loads((tmp_path / "trained" / "results.json").read_text())
-    assert results["steps"] == 25 and [s["step"] for s in results["snapshots"]] == [20]
+    assert results["steps"] == 25 and [s["step"] for s in results["snapshots"]] == [10, 20]
 
 
 def test_history_continues_after_a_sigterm_with_no_epoch_missing_or_repeated(tmp_path):
@@ -129,40 +130,41 @@ def test_a_log_file_reads_one_line_per_epoch(tmp_path):
     assert "epoch 3/3  lr " in log_file and " test loss " in log_file
 
 
-def test_wandb_runs_are_named_after_their_settings(tmp_path):
-    assert (
-        run_name(
-            [
-                "schedule=sgdr",
-                "schedule.T_0=5",
-                "schedule.T_mult=2",
-                "seed=1",
-                "logger=wandb",
-                "data.root=/data",
-                "hydra.sweep.dir=x",
-            ]
-        )
-        == "sgdr T_0=5 T_mult=2 seed=1"
-    )
+def test_wandb_groups_each_arm_and_names_each_run_after_its_arm_and_seed(tmp_path):
+    """W&B's default grouped chart averages a group's runs: a group must be one arm (all its seeds), never the
+    whole sweep; the config carries the options by name and the values with their types."""
     done = run_cli(
         "-m",
         "schedule=sgdr",
         "schedule.T_0=1,2",
+        "seed=0,1",
         *SMALL[:3],
         "trainer.max_epochs=1",
         "logger=wandb",
         "logger.mode=offline",
         "experiment=swa_sgd",
+        "averaging.anneal_epochs=0",  # one epoch: no time to ramp to swa_lr
         "model=lenet",
         "trainer.enable_progress_bar=false",
         f"hydra.sweep.dir={tmp_path}",
         env={"WANDB_API_KEY": None, "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for job, T_0 in (("0", 1), ("1", 2)):
-        logger = yaml.safe_load((tmp_path / job / "config.yaml").read_text())["logger"]
-        assert logger["name"] == f"sgdr T_0={T_0} swa_sgd lenet" and logger["group"] == tmp_path.name
-        assert logger["tags"] == ["swa", "swa-sgd"]  # the preset's tags
+    runs = {}
+    for job in ("0", "1", "2", "3"):
+        (run_dir,) = (tmp_path / job / "wandb").glob("offline-run-*")
+        record = json.loads((tmp_path / job / "run.json").read_text())
+        runs[job] = (wandb_files.run_info(run_dir), wandb_files.config_updates(run_dir), record)
+    groups = {job: info["group"] for job, (info, _, _) in runs.items()}
+    assert groups["0"] == groups["1"] != groups["2"] == groups["3"]  # T_0=1 with seeds 0, 1; then T_0=2
+    for job, (info, config, record) in runs.items():
+        T_0, seed = (1, 2)[int(job) // 2], int(job) % 2
+        assert info["group"] == f"{record['label']} · {record['arm']['id']}" and f"T_0={T_0}" in record["label"]
+        assert info["name"] == f"{record['label']} seed={seed}"
+        assert f"sweep-{tmp_path.name}" in info["tags"] and {"swa", "swa-sgd"} <= set(info["tags"])
+        assert config["options"]["schedule"] == "sgdr" and config["options"]["averaging"] == "swa"
+        assert config["schedule"]["T_0"] == T_0 and isinstance(config["schedule"]["T_0"], int)
+        assert config["arm"] == record["arm"]["id"] and config["sweep"] == tmp_path.name
 
 
 def test_the_wandb_sweep_file_drives_train_py_with_hydra_overrides(tmp_path):

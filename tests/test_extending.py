@@ -4,14 +4,18 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 from conftest import CONF, FAST, ROOT, read_rows
 from hydra import compose, initialize_config_dir
 
 import anneal.callbacks
+import anneal.data
 import anneal.models
 import anneal.schedules
-from anneal.errors import ConfigError
+from anneal.data import synthetic_images
+from anneal.errors import ConfigError, DataError
+from anneal.report.__main__ import main as report
 from anneal.run import run
 
 BLOCK = re.compile(r"```(python|yaml)\n# (\S+)\n(.*?)```", re.S)
@@ -37,6 +41,8 @@ def extended(tmp_path, monkeypatch):
         "src/anneal/models/tiny.py",
         "conf/model/tiny.yaml",
         "src/anneal/callbacks/weight_norm.py",
+        "src/anneal/data/arrays.py",
+        "conf/data/arrays.yaml",
     ]
     namespace = vars(anneal.schedules.curves).copy()  # the schedule goes at the end of curves.py
     for kind, path, text in blocks:
@@ -44,6 +50,7 @@ def extended(tmp_path, monkeypatch):
             (conf / path.removeprefix("conf/")).write_text(text)
         else:
             exec(compile(text, path, "exec"), namespace)
+    monkeypatch.setattr(anneal.data, "NumpyImages", namespace["NumpyImages"], raising=False)
     monkeypatch.setattr(anneal.schedules, "LinearDecay", namespace["LinearDecay"], raising=False)
     monkeypatch.setattr(anneal.models, "TinyNet", namespace["TinyNet"], raising=False)
     monkeypatch.setattr(anneal.callbacks, "WeightNormAtCycleEnds", namespace["WeightNormAtCycleEnds"], raising=False)
@@ -109,3 +116,50 @@ def test_the_new_settings_are_checked_before_training(extended, tmp_path, overri
         run(compose_in(extended, *SMALL, *overrides, output_dir=tmp_path))
     assert str(error.value) == message
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_new_callbacks_metric_reaches_the_study_with_its_declared_direction(extended, tmp_path):
+    """Declared once, by its producer: the report ranks arms on it the right way round (lower is better) and
+    W&B, results.json and a sweeper's optimized_metric know it, with no other file changed."""
+    for cycle in (1, 3):
+        for seed in (0, 1):
+            cfg = compose_in(
+                extended,
+                *SMALL,
+                "schedule=sgdr",
+                f"schedule.T_0={cycle}",
+                "schedule.T_mult=1",
+                f"seed={seed}",
+                "+callbacks.weight_norm._target_=anneal.callbacks.WeightNormAtCycleEnds",
+                output_dir=tmp_path / f"T_0_{cycle}" / str(seed),
+            )
+            run(cfg)
+    results = json.loads((tmp_path / "T_0_1" / "0" / "results.json").read_text())
+    assert results["metrics"]["weight_norm/last"]["better"] == "lower"
+    out = tmp_path / "report"
+    assert (
+        report([str(tmp_path / "T_0_1"), str(tmp_path / "T_0_3"), "--out", str(out), "--metric", "weight_norm/last"])
+        == 0
+    )
+    rows = read_rows(out / "study.csv")
+    means = [float(r["weight_norm/last_mean"]) for r in rows]
+    best = min(range(2), key=means.__getitem__)  # lower is better, as declared
+    assert float(rows[best]["weight_norm/last_diff_to_best"]) == 0
+    assert float(rows[1 - best]["weight_norm/last_diff_to_best"]) == pytest.approx(means[1 - best] - means[best])
+    assert "weight norm at the last cycle end" in (out / "study.md").read_text()
+
+
+def test_the_new_dataset_trains_from_saved_arrays(extended, tmp_path):
+    root = tmp_path / "arrays"
+    root.mkdir()
+    images, labels = synthetic_images(300, seed=3)
+    for split, part in (("train", slice(0, 200)), ("test", slice(200, 300))):
+        np.save(root / f"{split}_images.npy", images[part].numpy())
+        np.save(root / f"{split}_labels.npy", labels[part].numpy())
+    cfg = compose_in(extended, *SMALL[3:], "data=arrays", f"data.root={root}", output_dir=tmp_path / "r")
+    run(cfg)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["data"] == "numpy images" and results["steps"] == 3 * 7
+    with pytest.raises(DataError, match="test_labels.npy is missing"):
+        (root / "test_labels.npy").unlink()
+        run(compose_in(extended, *SMALL[3:], "data=arrays", f"data.root={root}", output_dir=tmp_path / "r2"))

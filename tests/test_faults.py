@@ -92,11 +92,16 @@ def test_a_resume_that_changes_the_run_stops_naming_each_changed_key(tmp_path, r
         "data.batch_size: 32 in the checkpoint, 64 now",
         "optimizer.lr: 0.05 in the checkpoint, 0.1 now",
         "seed: 0 in the checkpoint, 3 now",
-        "resume_changes=[data.batch_size,",
-        "optimizer.lr,seed]",
+        "a resume can change only ['ensemble.include_final', 'ensemble.max_members', 'trainer.max_epochs', "
+        "'trainer.max_steps']; start a new run for anything else",
     ):
         assert key in message, message
     assert not (tmp_path / "run" / "results.json").exists()
+    # a change only the length allows is named with the override that says it is intended
+    done = run_cli(
+        *S[:-5], "trainer.max_epochs=8", "logger=csv", *FAST[1:], f"hydra.run.dir={tmp_path / 'run'}", "ckpt_path=last"
+    )
+    assert done.returncode == 2 and "resume_changes=[trainer.max_epochs]" in done.stderr
 
 
 def test_an_intended_change_on_resume_derives_the_plan_again(tmp_path, reference):
@@ -162,7 +167,14 @@ def test_a_checkpoint_from_another_run_directory_brings_its_snapshots(tmp_path):
     ]
 
 
+def ensemble_cli(run_dir):
+    return subprocess.run(
+        [sys.executable, "-m", "anneal.ensemble", str(run_dir)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
 def test_the_ensemble_cli_builds_only_anneals_own_objects_from_a_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
     run(
         compose_config(
             "data=synthetic",
@@ -170,32 +182,51 @@ def test_the_ensemble_cli_builds_only_anneals_own_objects_from_a_run_directory(t
             "data.test_size=32",
             "schedule=sgdr",
             "schedule.T_0=1",
+            "schedule.T_mult=1",
             "ensemble=snapshot",
-            "trainer.max_epochs=1",
+            "trainer.max_epochs=2",
             *FAST,
-            output_dir=tmp_path,
+            output_dir=run_dir,
         )
     )
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert ensemble_cli(run_dir).returncode == 0  # the run's own record rebuilds its network and data
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (run_dir / "p").write_text("planted")
+    record = json.loads((run_dir / "run.json").read_text())
+    planted_records = [
+        {**record, "data": {"name": "anneal.data.download.shutil.copyfile", "settings": {}}},
+        {**record, "network": {"name": "LeNet5", "settings": {"width": {"_target_": "os.system"}}}},
+        {**record, "data": {"name": "Synthetic", "settings": {"root": str(run_dir / "p"), "copy_to": str(victim)}}},
+    ]
+    for planted in planted_records:
+        (run_dir / "run.json").write_text(json.dumps(planted))
+        done = ensemble_cli(run_dir)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "error:" in done.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(record))
+    outside = {**results, "snapshots": [{"file": "../victim", "epoch": 1, "step": 2}]}
+    (run_dir / "results.json").write_text(json.dumps(outside))
+    done = ensemble_cli(run_dir)
+    assert done.returncode == 2 and "outside" in done.stderr
+    (run_dir / "results.json").write_text(json.dumps(results))
+    # a run from before run.json: its config.yaml names classes by exact string, never a prefix
+    (run_dir / "run.json").unlink()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
     for planted in (
-        {"_target_": "torch.save", "_args_": [[1], str(tmp_path / "pwned")]},
-        {"_target_": "anneal.models.LeNet5", "num_classes": {"_target_": "os.system", "_args_": ["true"]}},
+        {"data": {"_target_": "anneal.data.download.shutil.copyfile", "_args_": [str(run_dir / "p"), str(victim)]}},
+        {"model": {"_target_": "torch.save", "_args_": [[1], str(tmp_path / "pwned")]}},
+        {"model": {"_target_": "anneal.models.LeNet5", "num_classes": {"_target_": "os.system", "_args_": ["true"]}}},
+        {"data": {"_target_": "os.getcwd"}},
     ):
-        (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "model": planted}))
-        done = subprocess.run(
-            [sys.executable, "-m", "anneal.ensemble", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=120,
-        )
-        assert done.returncode != 0 and "may only name anneal's own" in done.stderr and "Traceback" not in done.stderr
-        assert not (tmp_path / "pwned").exists()
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "data": {"_target_": "os.getcwd"}}))
-    done = subprocess.run(
-        [sys.executable, "-m", "anneal.ensemble", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    assert done.returncode != 0 and "may only name anneal's own" in done.stderr
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, **planted}))
+        done = ensemble_cli(run_dir)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "not one of anneal's own classes" in done.stderr or "plain values" in done.stderr
+    assert victim.read_text() == "untouched" and not (tmp_path / "pwned").exists()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert ensemble_cli(run_dir).returncode == 0  # a legacy run's own config still works
 
 
 def test_a_huge_run_reaches_its_first_step_and_a_signal_stops_it(tmp_path):
@@ -253,16 +284,23 @@ def test_a_signal_during_the_final_evaluation_stops_with_the_resume_message(tmp_
 def test_a_run_directory_with_a_finished_or_a_live_run_is_refused(tmp_path):
     common = ["data=synthetic", "data.train_size=128", "data.test_size=32", "trainer.max_epochs=1", *FAST]
     run(compose_config(*common, output_dir=tmp_path))
-    with pytest.raises(ConfigError, match="already holds a finished run .*resume it with ckpt_path=last"):
+    with pytest.raises(
+        ConfigError, match=r"already holds a finished run \(results.json\): resume a training run with ckpt_path=last"
+    ):
         run(compose_config(*common, output_dir=tmp_path))
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = (
+        "import sys, time; from pathlib import Path; from anneal.run_dir import take_lock; "
+        "held = take_lock(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)"
+    )
+    sleeper = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
-        (tmp_path / ".anneal.lock").write_text(f"{sleeper.pid}\n")
-        with pytest.raises(ConfigError, match=f"in use by a live run \\(process {sleeper.pid}"):
+        assert sleeper.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=f"in use by a live run \\(process {sleeper.pid} on"):
             run(compose_config(*common, "ckpt_path=last", output_dir=tmp_path))
     finally:
         sleeper.kill()
         sleeper.wait()
+    assert (tmp_path / ".anneal.lock").exists()  # left by the killed holder: nobody holds it now
     (tmp_path / ".last.ckpt.x1y2.tmp").write_bytes(b"half")  # a write cut short by a kill
     (tmp_path / "results.json").unlink()
     run(compose_config(*common, "ckpt_path=last", output_dir=tmp_path))  # the dead run's lock is taken over

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import wandb_files
 from conftest import FAST, ROOT, compose_config, paced, run_cli, train_process
 
 from anneal.errors import TrainingStopped
@@ -242,17 +243,33 @@ def test_every_torch_load_in_the_code_is_weights_only():
 
 
 def test_a_resumed_run_continues_its_wandb_run(tmp_path):
+    """A resume continues the same W&B run id, keeps its name and group, and its step axis goes on where the
+    first segment stopped: a restart at 0 would be dropped by W&B as steps going backwards when it merges them."""
     common = [
         "data=synthetic",
         "data.train_size=256",
         "data.test_size=64",
+        "schedule=exp",  # its lr so far does not depend on the run's length: the run may be extended
         "logger=wandb",
         "logger.mode=offline",
         f"hydra.run.dir={tmp_path}",
         *FAST[1:],
     ]
-    assert run_cli(*common, "trainer.max_epochs=1").returncode == 0
-    done = run_cli(*common, "trainer.max_epochs=2", "ckpt_path=last", "resume_changes=[trainer.max_epochs]")
+    assert run_cli(*common, "trainer.max_epochs=1", env={"WANDB_API_KEY": None}).returncode == 0
+    done = run_cli(
+        *common,
+        "trainer.max_epochs=2",
+        "ckpt_path=last",
+        "resume_changes=[trainer.max_epochs]",
+        env={"WANDB_API_KEY": None},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    ids = {p.name.rsplit("-", 1)[-1] for p in (tmp_path / "wandb").glob("offline-run-*")}
-    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2 and len(ids) == 1  # two segments, one run
+    segments = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(segments) == 2 and len({p.name.rsplit("-", 1)[-1] for p in segments}) == 1  # two segments, one run
+    first, second = (wandb_files.run_info(s) for s in segments)
+    assert second["name"] == first["name"].replace("max_epochs=1", "max_epochs=2") and "resume" not in second["name"]
+    steps = [[row["_step"] for row in wandb_files.history(s)] for s in segments]
+    assert steps[0] and steps[1] and min(steps[1]) >= max(steps[0])  # the axis goes on, it does not restart
+    assert all(a <= b for a, b in zip(steps[1], steps[1][1:]))  # and only goes forward within a segment
+    lr_steps = sorted({r["trainer/global_step"] for s in segments for r in wandb_files.history(s) if "lr-SGD" in r})
+    assert lr_steps == list(range(4))  # every optimizer step's lr, once (2 steps per epoch)

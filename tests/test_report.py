@@ -1,74 +1,46 @@
-"""Studies from runs: arms, means and spreads over seeds, tables, figures, report.md, the CLI and the W&B run.
+"""Studies from runs: arms from what each run recorded, means and spreads over seeds, paired and unpaired
+comparisons, tables, figures, report.md, the CLI, hostile input, the W&B study run.
 
-The run and sweep directories here are fabricated in the formats train.py writes, so every number is known."""
+The run directories here are written with the record's own writers (tests/fabricate.py), so every number is
+known; the real path (train.py sweeps pooled by the report) is in tests/test_sweeps.py."""
 
-import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
-import yaml
-from conftest import read_rows
+from conftest import ROOT, read_rows
+from fabricate import arm, make_legacy_run, make_run
 from omegaconf import OmegaConf
+from scipy import stats
 
 from anneal.report.__main__ import main
 from anneal.report.outputs import write_sweep_files
-from anneal.report.statistics import spread, student_t_cdf, student_t_quantile
+from anneal.report.statistics import paired, spread, t_quantile, welch
 from anneal.report.sweep import SweepSummary
 
 # (T_0, T_mult) -> test/acc of seeds 0, 1, 2; the arms' means are 0.93, 0.83, 0.95 (the best) and 0.94
 ACCURACIES = {
-    ("1", "1"): [0.90, 0.92, 0.97],
-    ("1", "2"): [0.80, 0.82, 0.87],
-    ("5", "1"): [0.95, 0.95, 0.95],
-    ("5", "2"): [0.91, 0.93, 0.98],
+    (1, 1): [0.90, 0.92, 0.97],
+    (1, 2): [0.80, 0.82, 0.87],
+    (5, 1): [0.95, 0.95, 0.95],
+    (5, 2): [0.91, 0.93, 0.98],
 }
 
 
-def make_run(directory, overrides, results=None, epochs=3):
-    """A run directory as train.py leaves it; results=None: a failed job (Hydra's overrides.yaml only)."""
-    (directory / ".hydra").mkdir(parents=True)
-    (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    if results is None:
-        return directory
-    acc = results["test/acc"]
-    full = {"data": "SYNTHETIC", "model": "LeNet5", "seed": 0, "schedule": "sgdr", "test/loss": 2 - acc}
-    full |= {"wall_seconds": 10.0, "epochs": epochs, "ensemble": [{"test/acc": acc}], "overrides": overrides}
-    (directory / "results.json").write_text(json.dumps(full | results))
-    history = ["epoch,step,lr,train/loss,train/acc,val/loss,val/acc,seconds"]
-    history += [f"{e},{10 * (e + 1)},0.1,1.0,0.5,1.0,{acc * (e + 1) / epochs},1.5" for e in range(epochs)]
-    (directory / "history.csv").write_text("\n".join(history) + "\n")
-    steps = range(10 * epochs + 1)
-    lr = ["step,epoch,lr"] + [f"{s},{s / 10},{0.05 * (1 + math.cos(math.pi * (s % 10) / 10))}" for s in steps]
-    (directory / "lr_schedule.csv").write_text("\n".join(lr) + "\n")
-    return directory
-
-
-def make_sweep(sweep, jobs):
-    """Numbered job directories, in the order Hydra runs them; jobs are (overrides, results or None)."""
-    for number, (overrides, results) in enumerate(jobs):
-        make_run(sweep / str(number), overrides, results)
+def grid_sweep(sweep):
+    job = 0
+    for (t0, tm), accs in ACCURACIES.items():
+        for seed, acc in enumerate(accs):
+            make_run(sweep / str(job), arm({"schedule.T_0": t0, "schedule.T_mult": tm}), seed, {"test/acc": acc})
+            job += 1
     return sweep
 
 
-def grid_sweep(sweep):
-    common = ["schedule=sgdr", "trainer.enable_progress_bar=false", "logger.mode=offline"]
-    return make_sweep(
-        sweep,
-        [
-            ([*common, f"schedule.T_0={t0}", f"schedule.T_mult={tm}", f"seed={seed}"], {"test/acc": acc, "seed": seed})
-            for (t0, tm), accs in ACCURACIES.items()
-            for seed, acc in enumerate(accs)
-        ],
-    )
-
-
-@pytest.mark.parametrize(
-    ("df", "textbook"), [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (30, 2.042), (10**6, 1.960)]
-)
+@pytest.mark.parametrize(("df", "textbook"), [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (30, 2.042)])
 def test_student_t_quantile_matches_the_textbook_table(df, textbook):
-    assert student_t_quantile(0.975, df) == pytest.approx(textbook, abs=5e-4)
-    assert student_t_quantile(0.025, df) == pytest.approx(-textbook, abs=5e-4)
-    assert student_t_cdf(student_t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-9)
+    assert t_quantile(df) == pytest.approx(textbook, abs=5e-4)
 
 
 def test_spread_is_the_mean_the_sample_std_and_the_t_interval():
@@ -79,114 +51,190 @@ def test_spread_is_the_mean_the_sample_std_and_the_t_interval():
     assert spread([0.5]).std is None and spread([0.5]).ci95 is None
 
 
+def test_the_paired_difference_is_the_mean_of_per_seed_differences_with_its_t_interval():
+    a = {0: 0.60, 1: 0.65, 2: 0.58, 3: 0.62}
+    b = {0: 0.57, 1: 0.61, 2: 0.56, 3: 0.58, 9: 0.99}  # seed 9 has no partner: left out
+    d = paired(a, b)
+    differences = [0.03, 0.04, 0.02, 0.04]  # by hand
+    mean = sum(differences) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in differences) / 3)
+    assert d.n == 4 and d.diff == pytest.approx(mean, abs=1e-12)
+    assert d.ci95 == pytest.approx(stats.t.ppf(0.975, 3) * sd / 2, rel=1e-9)
+    assert d.p == pytest.approx(stats.ttest_rel([a[s] for s in range(4)], [b[s] for s in range(4)]).pvalue, rel=1e-9)
+    # unpaired, the same numbers hide the difference in the spread between seeds (Welch)
+    w = welch(list(a.values()), [b[s] for s in range(4)])
+    assert w.diff == pytest.approx(mean, abs=1e-12)
+    assert w.p == pytest.approx(stats.ttest_ind(list(a.values()), [b[s] for s in range(4)], equal_var=False).pvalue)
+    assert w.ci95 > 3 * d.ci95 and w.p > 10 * d.p
+    assert paired({0: 0.5}, {1: 0.5}) is None
+
+
 def test_a_seeded_grid_sweep_becomes_one_row_per_arm_with_exact_statistics(tmp_path):
     sweep = grid_sweep(tmp_path / "sweep")
     _, paths = write_sweep_files(sweep)
     rows = read_rows(sweep / "study.csv")
-    assert [r["arm"] for r in rows] == [  # the sweep's order, not the ranking
-        "schedule.T_0=1 schedule.T_mult=1",
-        "schedule.T_0=1 schedule.T_mult=2",
-        "schedule.T_0=5 schedule.T_mult=1",
-        "schedule.T_0=5 schedule.T_mult=2",
-    ]
+    assert [r["arm"] for r in rows] == ["T_0=1 T_mult=1", "T_0=1 T_mult=2", "T_0=5 T_mult=1", "T_0=5 T_mult=2"]
     columns = list(rows[0])
-    assert columns[:5] == ["arm", "schedule.T_0", "schedule.T_mult", "n", "failed"]
-    assert columns[-1] == "test/acc_diff_to_best" and "seed_mean" not in columns
-    statistics = {"test/acc_mean", "test/acc_std", "test/acc_ci95", "ensemble/test/acc_mean", "wall_seconds_mean"}
-    assert statistics <= set(columns)
-    assert [(r["n"], r["failed"]) for r in rows] == [("3", "0")] * 4
+    assert columns[:4] == ["arm", "arm_id", "schedule.T_0", "schedule.T_mult"]
+    assert {"headline_mean", "test/acc_mean", "test/acc_std", "test/acc_ci95", "wall_seconds_mean"} <= set(columns)
+    assert [(r["schedule.T_0"], r["schedule.T_mult"]) for r in rows] == [("1", "1"), ("1", "2"), ("5", "1"), ("5", "2")]
+    assert [(r["n"], r["failed"], r["headline_metric"]) for r in rows] == [("3", "0", "test/acc")] * 4
     first = rows[0]
     assert float(first["test/acc_mean"]) == pytest.approx(0.93, rel=1e-12)
     assert float(first["test/acc_std"]) == pytest.approx(0.036055512754640, rel=1e-9)
     assert float(first["test/acc_ci95"]) == pytest.approx(0.089566858950302, rel=1e-9)
     assert float(first["test/loss_mean"]) == pytest.approx(2 - 0.93, rel=1e-12)
     assert float(rows[2]["test/acc_std"]) == pytest.approx(0, abs=1e-12)  # identical seeds
-    diffs = [float(r["test/acc_diff_to_best"]) for r in rows]
+    diffs = [float(r["headline_diff_to_best"]) for r in rows]
     assert diffs == pytest.approx([-0.02, -0.12, 0.0, -0.01], abs=1e-12)
-
+    # paired over the 3 seeds each arm shares with the best (T_0=5 T_mult=1: 0.95 on every seed)
+    assert [int(r["headline_paired_n"]) for r in rows] == [3, 3, 3, 3]
+    mine = ACCURACIES[(1, 2)]
+    expected = stats.ttest_rel(mine, [0.95] * 3)
+    assert float(rows[1]["headline_paired_diff"]) == pytest.approx(-0.12, abs=1e-12)
+    assert float(rows[1]["headline_paired_p"]) == pytest.approx(expected.pvalue, rel=1e-9)
+    half = stats.t.ppf(0.975, 2) * stats.tstd([m - 0.95 for m in mine]) / math.sqrt(3)
+    assert float(rows[1]["headline_paired_ci95"]) == pytest.approx(half, rel=1e-9)
     study_md = (sweep / "study.md").read_text()
-    assert "93.00 ± 3.61 (± 8.96)" in study_md and "best" in study_md
-    assert "sample standard deviation" in study_md and "Student-t 95%" in study_md
+    assert "| T_0=5 T_mult=1 | 3 | 95.00 ± 0.00 (± 0.00) | best |" in study_md
+    assert "−" not in study_md.split("\n")[0] and "paired Δ to best (pp)" in study_md
+    assert "| -12.00 ± 8.96 (p=0.029) | -12.00 ± 8.96 (n=3, p=0.029) |" in study_md
     for name in ("study_heatmap.png", "study_curves.png", "summary.png"):
         assert paths[name] == sweep / name and (sweep / name).stat().st_size > 10_000
+        assert (sweep / name).with_suffix(".svg").read_text().startswith("<?xml")
     summary = read_rows(sweep / "summary.csv")
-    assert len(summary) == 12 and {r["status"] for r in summary} == {"ok"}
-    assert "trainer.enable_progress_bar" not in summary[0] and "logger.mode" not in summary[0]
+    assert len(summary) == 12 and {r["status"] for r in summary} == {"finished"}
+    assert summary[0]["arm"] == "T_0=1 T_mult=1" and summary[0]["seed"] == "0"
 
 
-def test_runs_of_two_separate_sweeps_are_two_arms_in_one_report(tmp_path):
-    arms = {"baseline": [0.70, 0.72, 0.74], "snapshot": [0.75, 0.77, 0.79]}
-    sweeps = [
-        make_sweep(
-            tmp_path / name,
-            [
-                ([f"experiment=snapshot_vs_exp_{name}", f"seed={seed}"], {"test/acc": acc, "seed": seed})
-                for seed, acc in enumerate(accs)
-            ],
-        )
-        for name, accs in arms.items()
-    ]
-    out = tmp_path / "report"
-    assert main([*map(str, sweeps), "--out", str(out)]) == 0
+def test_runs_pool_by_their_arm_not_by_their_command_line(tmp_path):
+    """A single run of an arm joins the sweep's arm of the same settings; a changed default splits an arm."""
+    sweep = grid_sweep(tmp_path / "sweep")
+    extra = make_run(tmp_path / "extra", arm({"schedule.T_0": 5, "schedule.T_mult": 2}), 3, {"test/acc": 0.90})
+    changed = arm({"schedule.T_0": 5, "schedule.T_mult": 2, "schedule.lr_min": 1e-4})  # another default
+    other = make_run(tmp_path / "other", changed, 0, {"test/acc": 0.5})
+    out = tmp_path / "out"
+    assert main([str(sweep), str(extra), str(other), "--out", str(out)]) == 0
+    rows = {r["arm"]: r for r in read_rows(out / "study.csv")}
+    assert rows["T_0=5 T_mult=2 lr_min=1e-05"]["n"] == "4"  # three seeds of the sweep, one separate run
+    assert float(rows["T_0=5 T_mult=2 lr_min=1e-05"]["test/acc_mean"]) == pytest.approx((0.91 + 0.93 + 0.98 + 0.90) / 4)
+    assert rows["T_0=5 T_mult=2 lr_min=0.0001"]["n"] == "1"
+
+
+def test_the_headline_compares_an_ensemble_with_a_baseline_and_shows_the_gain_over_the_trained_network(tmp_path):
+    """The snapshot post's comparison: the ensemble of a snapshot run against the exp-decay baseline's final
+    network, each arm on its own headline, paired over seeds; and the ensemble's gain over its own last network."""
+    baseline = arm({"schedule._target_": "anneal.schedules.Exponential"}, {"schedule": "exp"})
+    snapshot = arm({"ensemble._target_": "anneal.callbacks.SnapshotEnsemble"}, {"ensemble": "snapshot"})
+    for seed, (b, last, ens) in enumerate([(0.59, 0.58, 0.61), (0.60, 0.58, 0.62), (0.60, 0.59, 0.62)]):
+        make_run(tmp_path / "baseline" / str(seed), baseline, seed, {"test/acc": b})
+        make_run(tmp_path / "snapshot" / str(seed), snapshot, seed, {"test/acc": last, "ensemble/test/acc": ens})
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "baseline"), str(tmp_path / "snapshot"), "--out", str(out)]) == 0
     rows = read_rows(out / "study.csv")
-    assert [r["arm"] for r in rows] == ["experiment=snapshot_vs_exp_baseline", "experiment=snapshot_vs_exp_snapshot"]
-    assert [r["experiment"] for r in rows] == ["snapshot_vs_exp_baseline", "snapshot_vs_exp_snapshot"]
-    assert [float(r["test/acc_mean"]) for r in rows] == pytest.approx([0.72, 0.77])
-    assert [float(r["test/acc_diff_to_best"]) for r in rows] == pytest.approx([-0.05, 0.0])
-    report = (out / "report.md").read_text()
-    assert str(sweeps[0]) in report and str(sweeps[1]) in report
-    assert "![curves](study_curves.png)" in report and "[study.csv](study.csv)" in report
-    assert not (out / "study_heatmap.png").exists()  # one swept setting: no grid to draw
-    assert (out / "study_curves.png").stat().st_size > 10_000
-    jobs = [r["job"] for r in read_rows(out / "summary.csv")]
-    assert jobs == ["baseline/0", "baseline/1", "baseline/2", "snapshot/0", "snapshot/1", "snapshot/2"]
-
-
-def test_failed_jobs_are_listed_in_the_summary_and_counted_per_arm(tmp_path):
-    sweep = make_sweep(
-        tmp_path / "sweep",
-        [
-            (["schedule.T_0=50", "seed=0"], None),  # no results.json: failed
-            (["schedule.T_0=50", "seed=1"], {"test/acc": 0.6}),
-            (["schedule.T_0=1", "seed=0"], {"test/acc": 0.7}),
-            (["schedule.T_0=1", "seed=1"], {"test/acc": 0.8}),
-        ],
+    assert [r["headline_metric"] for r in rows] == ["test/acc", "ensemble/test/acc"]
+    assert [r["arm"] for r in rows] == ["exp ensemble=none", "sgdr snapshot"]
+    assert float(rows[0]["headline_paired_diff"]) == pytest.approx(-(0.02 + 0.02 + 0.02) / 3, abs=1e-12)
+    assert float(rows[1]["headline_gain_mean"]) == pytest.approx((0.03 + 0.04 + 0.03) / 3, abs=1e-12)
+    study_md = (out / "study.md").read_text()
+    assert "headline: snapshot ensemble test accuracy / test accuracy (%)" in study_md
+    assert "headline − test acc (pp)" in study_md and "| 3.33 ± 0.58 (± 1.43) |" in study_md
+    # --metric still compares everything on one key
+    assert (
+        main([str(tmp_path / "baseline"), str(tmp_path / "snapshot"), "--out", str(out), "--metric", "test/acc"]) == 0
     )
-    assert main([str(sweep)]) == 0  # the report of one directory goes into it
+    assert [float(r["test/acc_diff_to_best"]) for r in read_rows(out / "study.csv")] == pytest.approx([0, -0.04 / 3])
+
+
+def test_failed_running_and_lost_jobs_are_listed_and_counted_per_arm(tmp_path):
+    sweep = tmp_path / "sweep"
+    a50, a1 = arm({"schedule.T_0": 50}), arm({"schedule.T_0": 1})
+    make_run(sweep / "0", a50, 0, status="failed", error="ensemble=snapshot needs a schedule with cycles")
+    make_run(sweep / "1", a50, 1, {"test/acc": 0.6})
+    make_run(sweep / "2", a1, 0, {"test/acc": 0.7})
+    make_run(sweep / "3", a1, 1, status="started")
+    (sweep / "3" / ".anneal.lock").write_text("999999 elsewhere\n")  # a killed job's lock: nobody holds it
+    make_run(sweep / "4", a1, 2, status="started")
+    with open(sweep / "4" / ".anneal.lock", "w") as held:  # a live job holds its lock
+        import fcntl
+
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main([str(sweep)]) == 0  # the report of one sweep goes into it
     summary = read_rows(sweep / "summary.csv")
-    assert [(r["job"], r["status"], r["schedule.T_0"]) for r in summary] == [
-        ("0", "failed", "50"),
-        ("1", "ok", "50"),
-        ("2", "ok", "1"),
-        ("3", "ok", "1"),
+    assert [(r["job"], r["status"]) for r in summary] == [
+        ("0", "failed"),
+        ("1", "finished"),
+        ("2", "finished"),
+        ("3", "lost"),
+        ("4", "running"),
     ]
-    assert summary[0]["test/acc"] == "" and summary[1]["test/acc"] == "0.6"
+    assert "needs a schedule with cycles" in summary[0]["reason"] and "held by no process" in summary[3]["reason"]
     rows = read_rows(sweep / "study.csv")
-    assert [(r["arm"], r["n"], r["failed"]) for r in rows] == [
-        ("schedule.T_0=50", "1", "1"),
-        ("schedule.T_0=1", "2", "0"),
+    assert [(r["arm"], r["n"], r["failed"], r["running"], r["lost"]) for r in rows] == [
+        ("T_0=50", "1", "1", "0", "0"),
+        ("T_0=1", "1", "0", "1", "1"),
     ]
     assert rows[0]["test/acc_std"] == "" and rows[0]["test/acc_ci95"] == ""  # one run: no spread
-    assert "failed" in (sweep / "study.md").read_text().splitlines()[0]
-    assert "![curves](study_curves.png)" in (sweep / "report.md").read_text()
+    header = (sweep / "study.md").read_text().splitlines()[0]
+    assert "failed" in header and "running" in header and "lost" in header
 
 
-def test_single_run_directories_and_a_lower_is_better_metric(tmp_path, capsys):
-    runs = [make_run(tmp_path / f"run{seed}", [f"seed={seed}"], {"test/acc": 0.5 + seed / 10}) for seed in (0, 1)]
-    other = make_run(tmp_path / "adamw", ["optimizer=adamw"], {"test/acc": 0.9})
+def test_runs_from_before_run_json_are_read_and_what_they_lack_is_said(tmp_path):
+    config = {"seed": 0, "mode": "train", "schedule": {"_target_": "anneal.schedules.SGDR", "T_0": 1}}
+    choices = {"schedule": "sgdr", "model": "lenet", "logger": "csv"}
+    old = [
+        make_legacy_run(
+            tmp_path / "old" / str(s), choices, config | {"seed": s}, [f"seed={s}"], {"test/acc": 0.5, "seed": s}
+        )
+        for s in (0, 1)
+    ]
+    failed = make_legacy_run(tmp_path / "old" / "2", choices, config | {"seed": 2}, ["seed=2"], None)
     out = tmp_path / "out"
-    assert main([*map(str, runs), "--out", str(out)]) == 0
+    assert main([str(tmp_path / "old"), "--out", str(out)]) == 0
     (row,) = read_rows(out / "study.csv")
-    assert row["arm"] == "run0 + run1" and row["n"] == "2"  # one arm: named after its directories
-    assert float(row["test/acc_mean"]) == pytest.approx(0.55)
-    printed = capsys.readouterr().out
-    assert "2 runs (2 finished) in 1 arms" in printed and f"wrote {out / 'report.md'}" in printed
+    assert row["n"] == "2" and row["failed"] == "1" and row["headline_metric"] == "test/acc"
+    notes = (out / "study.md").read_text()
+    assert "run.json" in notes and "metric declarations" in notes and "a resolved config" in notes
+    assert old and failed
 
-    assert main([str(runs[0]), str(other), "--out", str(out), "--metric", "test/loss"]) == 0
-    rows = read_rows(out / "study.csv")
-    assert [r["arm"] for r in rows] == ["run0", "optimizer=adamw"]  # run0 has no optimizer override
-    assert [float(r["test/loss_diff_to_best"]) for r in rows] == pytest.approx([0.4, 0.0])  # lower loss is better
-    assert main([str(tmp_path / "missing")]) == 2
+
+def test_hostile_and_broken_input_is_one_line_naming_the_file(tmp_path, capsys):
+    good = make_run(tmp_path / "good", arm(), 0, {"test/acc": 0.5})
+    listed = make_run(tmp_path / "listed", arm(), 1, {"test/acc": 0.5})
+    (listed / "results.json").write_text("[1, 2]")
+    corrupt = make_run(tmp_path / "corrupt", arm(), 2, {"test/acc": 0.5})
+    (corrupt / "results.json").write_text('{"test/acc": 0.')
+    tagged = make_legacy_run(tmp_path / "tagged", {}, {"seed": 0}, [], None)
+    (tagged / ".hydra" / "hydra.yaml").write_text("!!python/object/apply:os.system ['touch pwned']\n")
+    out = tmp_path / "out"
+    assert main([str(good), str(good), str(listed), str(corrupt), str(tagged), "--out", str(out)]) == 0
+    summary = {r["job"]: r for r in read_rows(out / "summary.csv")}
+    assert summary["good"]["status"] == "finished" and len(summary) == 4  # the same directory twice: once
+    assert summary["listed"]["status"] == "unreadable" and "holds a list" in summary["listed"]["reason"]
+    assert str(corrupt / "results.json") in summary["corrupt"]["reason"]
+    assert summary["tagged"]["status"] == "unreadable" and not (ROOT / "pwned").exists()
+    assert read_rows(out / "study.csv")[0]["n"] == "1"
+    capsys.readouterr()
+    assert main([str(good), "--out", str(out), "--metric", "test/acc_typo"]) == 2
+    error = capsys.readouterr().err
+    assert "--metric test/acc_typo is not a metric of these runs: one of headline, " in error and "test/acc" in error
+    assert main([str(good), "--out", str(good / "results.json")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    stray = tmp_path / "stray"
+    (stray / "0").mkdir(parents=True)
+    (stray / "1").mkdir()
+    assert main([str(stray)]) == 2 and "neither a run directory" in capsys.readouterr().err
+    assert sorted(p.name for p in stray.iterdir()) == ["0", "1"]  # nothing written into it
+    assert main([str(good), str(listed)]) == 2 and "give --out" in capsys.readouterr().err
+
+
+def test_labels_from_a_run_directory_are_data_in_the_markdown(tmp_path):
+    run = make_run(tmp_path / "a", arm({"model.note": "x|y\nz"}), 0, {"test/acc": 0.5})
+    other = make_run(tmp_path / "b", arm({"model.note": "w"}), 0, {"test/acc": 0.6})
+    out = tmp_path / "out"
+    assert main([str(run), str(other), "--out", str(out)]) == 0
+    table = (out / "study.md").read_text()
+    assert "| note=x\\|y z |" in table and all(line.count("|") >= 5 for line in table.splitlines()[:4])
 
 
 def test_the_sweep_callback_logs_a_wandb_study_run_offline(tmp_path, monkeypatch):
@@ -206,3 +254,19 @@ def test_the_sweep_callback_logs_a_wandb_study_run_offline(tmp_path, monkeypatch
     assert list(run.glob("files/media/table/study/table_*.table.json"))
     assert list(run.glob("files/media/images/study/heatmap_*.png"))
     assert (sweep / "study.csv").is_file() and (sweep / "study_heatmap.png").is_file()
+
+
+def test_concurrent_writers_leave_a_study_of_every_finished_job(tmp_path):
+    """Jobs finishing at once on different processes (a cluster's nodes) each rewrite the sweep's study: under the
+    sweep's lock the last writer has seen every job."""
+    sweep = grid_sweep(tmp_path / "sweep")
+    script = (
+        "import sys; from pathlib import Path; from anneal.report.outputs import write_sweep_files; "
+        "write_sweep_files(Path(sys.argv[1]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(sweep)], env=env) for _ in range(4)]
+    assert [w.wait(timeout=300) for w in writers] == [0] * 4
+    rows = read_rows(sweep / "study.csv")
+    assert [r["n"] for r in rows] == ["3"] * 4
+    assert not list(sweep.glob(".*.tmp"))

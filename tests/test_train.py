@@ -85,7 +85,8 @@ def test_wrn_fast_dev_run(tmp_path):
 
 
 def test_resume_from_last_checkpoint_continues_training_and_keeps_the_first_logs(tmp_path):
-    common = ["data=synthetic", "data.train_size=256", "data.test_size=64", *FAST]
+    # a schedule whose lr so far does not depend on the run's length: the extended run is the longer run
+    common = ["data=synthetic", "data.train_size=256", "data.test_size=64", "schedule=exp", *FAST]
     run(compose_config(*common, "trainer.max_epochs=2", output_dir=tmp_path))
     run(
         compose_config(
@@ -99,10 +100,10 @@ def test_resume_from_last_checkpoint_continues_training_and_keeps_the_first_logs
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["epochs"] == 3 and results["steps"] == 3 * 2
     epochs = [
-        {int(r["epoch"]) for r in read_rows(tmp_path / "csv" / v / "metrics.csv") if r["train/loss"]}
+        {int(float(r["epoch"])) for r in read_rows(tmp_path / "csv" / v / "metrics.csv") if r["train/loss"]}
         for v in ("version_0", "version_1")
-    ]  # the epochs trained in each segment
-    assert epochs == [{0, 1}, {2}]
+    ]  # the epochs trained in each segment, counted from 1 as in history.csv
+    assert epochs == [{1, 2}, {3}]
 
 
 def test_ddp_two_cpu_processes(tmp_path):
@@ -188,10 +189,11 @@ def test_epoch_training_metrics_are_the_means_over_the_epochs_steps(tmp_path):
     )
     run(cfg)
     rows = read_rows(tmp_path / "csv" / "version_0" / "metrics.csv")
-    for epoch in (0, 1):
-        steps = [float(r["train/loss_step"]) for r in rows if r["train/loss_step"] and int(r["epoch"]) == epoch]
+    for epoch in (1, 2):  # counted from 1, as history.csv counts them
+        in_epoch = [r for r in rows if r["epoch"] and int(float(r["epoch"])) == epoch]
+        steps = [float(r["train/loss_step"]) for r in in_epoch if r["train/loss_step"]]
         sizes = [64] * 9 + [600 - 9 * 64]  # the last batch is smaller
-        (logged,) = [float(r["train/loss"]) for r in rows if r["train/loss"] and int(r["epoch"]) == epoch]
+        (logged,) = [float(r["train/loss"]) for r in in_epoch if r["train/loss"]]
         assert len(steps) == 10 and logged == pytest.approx(sum(s * n for s, n in zip(steps, sizes)) / 600, rel=1e-5)
 
 

@@ -77,6 +77,17 @@ INVALID = [
     (["schedule=plateau"], "data.val_size"),  # a held-out metric to watch
     (["schedule=plateau", "data.val_size=100", "schedule.monitor=test/acc"], "schedule.monitor"),
     (["schedule=cyclic", "schedule.step_size=2000.5steps"], "schedule.step_size"),
+    # what a run would not deliver: an ensemble or an average of one, a ramp that never reaches swa_lr
+    (["schedule=sgdr", "warmup=linear", "ensemble=snapshot"], "ensemble=snapshot would ensemble 1 snapshot"),
+    (["averaging=swa", "averaging.swa_start=29.5", "averaging.swa_freq=epoch"], "averaging.swa_start"),
+    (["experiment=swa_sgd", "model=lenet", "trainer.max_epochs=4"], "averaging.anneal_epochs=2 is invalid here"),
+    (["data.test_every_epoch=false", "optimized_metric=test/acc_best"], "optimized_metric"),
+    # Lightning's callbacks that would take the lr out of the plan
+    (
+        ["+callbacks.x._target_=lightning.pytorch.callbacks.StochasticWeightAveraging", "+callbacks.x.swa_lrs=0.01"],
+        "callbacks.x is invalid: Lightning's StochasticWeightAveraging",
+    ),
+    (["+callbacks.x._target_=lightning.pytorch.callbacks.LearningRateMonitor"], "callbacks.x is invalid"),
 ]
 
 

@@ -27,6 +27,10 @@ class ConfigError(ValueError):
         return ConfigError(key, self.value, self.allowed, text=self.text)
 
 
+class DirectoryTaken(ConfigError):
+    """The run directory holds another run (finished, started or live): nothing may be written into it."""
+
+
 def require(ok: bool, key: str, value: object, allowed: str) -> None:
     if not ok:
         raise ConfigError(key, value, allowed)

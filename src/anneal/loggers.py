@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from anneal.errors import require
 
@@ -36,6 +38,19 @@ def wandb_mode(mode: str = "auto") -> str:
     if mode != "auto":
         return mode
     return os.environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured() else "offline")
+
+
+class StepWandbLogger(WandbLogger):
+    """W&B's own step is the run's global step: a resumed run (a new segment of the same W&B run) goes on from the
+    step it stopped at instead of restarting at 0, which W&B would drop as steps going backwards when it merges
+    the segments. Everything anneal logs to W&B passes the global step."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if step is None:
+            super().log_metrics(metrics, step)
+        else:
+            self.experiment.log({**metrics, "trainer/global_step": step}, step=step)
 
 
 def previous_run_id(save_dir: str) -> str | None:
@@ -66,7 +81,7 @@ def wandb_logger(
 
     def start(mode: str) -> WandbLogger:
         # mode goes to wandb.init; WandbLogger(offline=True) would set WANDB_MODE for the whole process
-        logger = WandbLogger(
+        logger = StepWandbLogger(
             project=project,
             name=name,
             group=group,

@@ -19,6 +19,7 @@ from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig
 
 from anneal.module import Classifier
+from anneal.record import Metric, RunFiles, count, results_document
 from anneal.storage import save_json
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,18 @@ def plot(lrs, losses, suggestion, lr_range, path: Path, title: str) -> Path:
     return path
 
 
+METRICS: list[Metric] = [
+    count("lr_find/suggestion", "LR range test: lr of the steepest descent"),
+    count("lr_find/steps", "LR range test: steps"),
+]
+
+
 def lr_find(
-    cfg: DictConfig, trainer: L.Trainer, module: RecordingClassifier, datamodule: L.LightningDataModule
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    module: RecordingClassifier,
+    datamodule: L.LightningDataModule,
+    files: RunFiles,
 ) -> float | None:
     settings = cfg.lr_find
     finder = Tuner(trainer).lr_find(
@@ -111,13 +122,12 @@ def lr_find(
     losses = smoothed(module.step_losses[: len(lrs)])
     suggestion = steepest_descent(lrs, losses)
     lr_range = suggested_range(lrs, losses)
-    out = Path(cfg.output_dir)
     png = plot(
         lrs,
         losses,
         suggestion,
         lr_range,
-        out / "lr_find.png",
+        files.lr_find_png,
         f"LR range test: {len(lrs)} steps, {settings.mode}, {datamodule.name}",
     )
     results = {
@@ -126,20 +136,24 @@ def lr_find(
         "lr_find/steps": len(lrs),
         "lr_find/mode": settings.mode,
         "data": datamodule.name,
+        "seed": cfg.seed,
     }
     if trainer.is_global_zero:
-        save_json(results, out / "results.json")
-        save_json({"lr": lrs, "smoothed_loss": losses}, out / "lr_find.json")
+        save_json(results_document(results, METRICS), files.results)
+        save_json({"lr": lrs, "smoothed_loss": losses}, files.lr_find_curve)
     for logger in trainer.loggers:
+        for step, (lr, smoothed_loss) in enumerate(zip(lrs, losses)):  # the curve as data, not only its picture
+            logger.log_metrics({"lr_find/lr": lr, "lr_find/smoothed_loss": smoothed_loss}, step=step)
         logger.log_metrics(
             {
                 "lr_find/suggestion": suggestion or float("nan"),
                 "lr_find/range_min": lr_range[0],
                 "lr_find/range_max": lr_range[1],
-            }
+            },
+            step=len(lrs),
         )
         if isinstance(logger, WandbLogger):
-            logger.log_image("lr_find", images=[str(png)])
+            logger.log_image("lr_find", images=[str(png)], step=len(lrs))
         logger.finalize("success")
     advice = (
         "no steepest-descent point (too few steps)"

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from anneal.record import Evaluation, accuracy, count, loss, seconds
+from anneal.record import Metric as Declared
 from anneal.schedules import LrPlan, ScheduleLR
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # takes params: Hydra's `_partial_` of an optimizer
@@ -81,10 +83,15 @@ class Classifier(L.LightningModule):
         # once per epoch, not per batch: each self.log call costs Lightning about a LeNet forward pass
         acc, loss = cast(Metric, self.metrics[f"{stage}_acc"]), cast(Metric, self.metrics[f"{stage}_loss"])
         values = {f"{stage}/loss": loss.compute(), f"{stage}/acc": acc.compute()}
-        self.log_dict(values, prog_bar=True, logger=to_loggers)
+        self.log_dict(values | self.epoch_count(), prog_bar=True, logger=to_loggers)
         acc.reset()
         loss.reset()
         return values
+
+    def epoch_count(self) -> dict[str, float]:
+        """The epoch the logged values belong to, counted from 1 as history.csv and the figures count them
+        (Lightning's own `epoch` counts from 0)."""
+        return {"epoch": float(self.current_epoch + 1)}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
@@ -105,7 +112,8 @@ class Classifier(L.LightningModule):
     def _log_train_epoch(self) -> None:
         if self.train_sums is not None:
             loss_sum, correct, seen = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
-            self.log_dict({"train/loss": loss_sum / seen, "train/acc": correct / seen}, on_step=False, on_epoch=True)
+            values = {"train/loss": loss_sum / seen, "train/acc": correct / seen} | self.epoch_count()
+            self.log_dict(values, on_step=False, on_epoch=True)
             self.train_sums = None
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -159,6 +167,25 @@ class Classifier(L.LightningModule):
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def declare(self, evaluation: Evaluation) -> list[Declared]:
+        """The trained network's final scores (its test accuracy is the run's headline unless an ensemble or an
+        average declares one of higher rank) and the run's size."""
+        found = [accuracy("test/acc", "test accuracy", headline=1), loss("test/loss", "test loss")]
+        if "val" in evaluation.splits:
+            found += [accuracy("val/acc", "validation accuracy"), loss("val/loss", "validation loss")]
+        found += [count("epochs", "epochs"), count("steps", "optimizer steps"), count("params", "trainable parameters")]
+        return [*found, seconds("wall_seconds", "training and evaluation time (s)")]
+
+    def results(self) -> dict[str, Any]:
+        """What the run trained: the network and how far training went."""
+        return {
+            "model": type(self.network).__name__,
+            "params": sum(p.numel() for p in self.network.parameters() if p.requires_grad),
+            "schedule": self.plan.describe(),
+            "epochs": self.trainer.current_epoch,
+            "steps": self.trainer.global_step,
+        }
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -11,6 +11,7 @@ import math
 import textwrap
 from pathlib import Path
 
+from anneal.record import RunFiles
 from anneal.schedules import LrPlan
 
 MAX_POINTS = 100_000
@@ -31,13 +32,12 @@ def lr_points(plan: LrPlan, max_points: int = MAX_POINTS) -> list[tuple[int, flo
     return [(step, plan.clock.epochs(step), plan.lr(step)) for step in plotted_steps(plan, max_points)]
 
 
-def render(plan: LrPlan, out_dir: str | Path, title: str, name: str = "lr_schedule") -> tuple[Path, Path]:
+def render(plan: LrPlan, files: RunFiles, title: str) -> tuple[Path, Path]:
     from matplotlib.figure import Figure  # imported here: only runs that draw pay for matplotlib
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files.directory.mkdir(parents=True, exist_ok=True)
     rows = lr_points(plan)
-    csv_path, png_path = out_dir / f"{name}.csv", out_dir / f"{name}.png"
+    csv_path, png_path = files.lr_csv, files.lr_png
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "epoch", "lr"])
@@ -49,8 +49,14 @@ def render(plan: LrPlan, out_dir: str | Path, title: str, name: str = "lr_schedu
     ends = plan.cycle_ends()
     for i, end in enumerate(ends[:1000]):  # a marker per cycle end, as long as they can be told apart
         ax.axvline(end, color="tab:red", ls="--", lw=0.8, label="cycle end" if i == 0 else None)
-    if ends:
-        ax.legend(loc="upper right")
+    colors: dict[str, str] = {}
+    for epoch, what in plan.marks[:1000]:  # snapshots taken, an average's start ...
+        color = colors.setdefault(what, f"C{len(colors) + 2}")
+        ax.axvline(epoch, color=color, ls=":", lw=1.6, label=what)
+    if ends or plan.marks:
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))  # one entry per kind of mark
+        ax.legend(unique.values(), unique.keys(), loc="upper right")
     ax.set(xlabel="epoch", ylabel="learning rate", xlim=(0, plan.clock.total_epochs))
     ax.set_title(textwrap.fill(title, 100), fontsize=9)
     ax.grid(alpha=0.3)

@@ -1,57 +1,88 @@
-"""A run directory belongs to one live run at a time, and a finished run in it is never overwritten."""
+"""A run directory belongs to one live run at a time, and a finished run in it is never overwritten.
+
+The lock is an advisory `flock` on `.anneal.lock`, held for the run's whole life: the kernel drops it when the
+process dies however it dies, so a lock left by a killed run is free, and two processes can never both hold it
+(a file that merely exists, or holds a process id, could be raced)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
-from anneal.errors import ConfigError
+from anneal.errors import ConfigError, DirectoryTaken
+from anneal.record import RunFiles, RunRecord, UnreadableRun
 
 log = logging.getLogger(__name__)
-LOCK = ".anneal.lock"
 
 
-def alive(pid: int) -> bool:
+def holder(lock: Path) -> str:
+    """Who holds a lock, as its file says: `process 123 on host`."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
+        text = lock.read_text().split()
+    except OSError:
+        return "a process"
+    return f"process {text[0]} on {text[1]}" if len(text) >= 2 else "a process"
 
 
-def take_lock(directory: Path) -> Path:
-    """Create `<directory>/.anneal.lock` holding this process's id; refuse if a live process holds it (a lock
-    left by a killed run is taken over)."""
+def take_lock(directory: Path) -> IO[str]:
+    """Hold `<directory>/.anneal.lock` (flock) and write this process's id and host into it; refuse if a live
+    process holds it. Returns the open file: the lock lasts as long as it stays open."""
     directory.mkdir(parents=True, exist_ok=True)
-    lock = directory / LOCK
-    for _ in range(2):
+    path = RunFiles(directory).lock
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (held open for the run's life)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and alive(pid):
-                raise ConfigError(
-                    "hydra.run.dir",
-                    str(directory),
-                    text=(
-                        f"{{key}}={directory} is in use by a live run (process {pid}, {lock}): wait for it, stop it, "
-                        f"or choose another directory"
-                    ),
-                ) from None
-            lock.unlink(missing_ok=True)  # left behind by a run that was killed
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        return lock
-    raise ConfigError("hydra.run.dir", str(directory), text=f"{{key}}={directory}: could not take {lock}")
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise DirectoryTaken(
+                "hydra.run.dir",
+                str(directory),
+                text=(
+                    f"{{key}}={directory} is in use by a live run ({holder(path)}, {path}): wait for it, stop it, or "
+                    f"choose another directory. If no run uses it (e.g. the process id now belongs to an unrelated "
+                    f"program: check with `ps -p <id>`), no process holds the lock and the next run takes it over; "
+                    f"on a shared filesystem whose locks do not work, remove {path} by hand"
+                ),
+            ) from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a file that its holder removed as we opened it: then take the new one
+            break
+        handle.close()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
+def release_lock(handle: IO[str], directory: Path) -> None:
+    RunFiles(directory).lock.unlink(missing_ok=True)  # removed while held: a waiting opener sees a new file
+    handle.close()
+
+
+def is_locked(directory: Path) -> bool:
+    """Whether a live process holds the directory's lock (a lock file without a holder is a killed run's)."""
+    path = RunFiles(directory).lock
+    try:
+        with open(path) as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:  # a filesystem without locks: the file's existence is all there is to go by
+        return True
+    return False
 
 
 def remove_partial_writes(directory: Path) -> list[Path]:
@@ -64,35 +95,52 @@ def remove_partial_writes(directory: Path) -> list[Path]:
     return leftovers
 
 
-def refuse_to_overwrite(directory: Path, resuming: bool) -> None:
-    """A new run must not start over a finished or a started one: it would overwrite what they left."""
-    if resuming:
+def what_it_holds(files: RunFiles) -> str | None:
+    """What a directory holds that a new run must not overwrite: a finished run, or one that has started."""
+    if files.results.exists():
+        return f"a finished run ({files.relative(files.results)})"
+    if files.last_checkpoint.exists():
+        return f"a run that has started ({files.relative(files.last_checkpoint)})"
+    if files.record.is_file():
+        try:
+            record = RunRecord.load(files)
+        except UnreadableRun:
+            return None
+        if record.status == "finished":  # a preview or a range test: their files are theirs
+            return f"a finished {record.attempts[-1].get('mode', 'run') if record.attempts else 'run'} (run.json)"
+    return None
+
+
+def refuse_to_overwrite(files: RunFiles, resuming: bool) -> None:
+    """A new run (any mode) must not start over a finished or a started one: it would overwrite what they left."""
+    if resuming or (held := what_it_holds(files)) is None:
         return
-    for name, what in (("results.json", "a finished run"), ("checkpoints/last.ckpt", "a run that has started")):
-        if (directory / name).exists():
-            raise ConfigError(
-                "hydra.run.dir",
-                str(directory),
-                text=(
-                    f"{{key}}={directory} already holds {what} ({name}): resume it with ckpt_path=last, or choose "
-                    f"another directory (a new run never overwrites one)"
-                ),
-            )
+    raise DirectoryTaken(
+        "hydra.run.dir",
+        str(files.directory),
+        text=(
+            f"{{key}}={files.directory} already holds {held}: resume a training run with ckpt_path=last, or choose "
+            f"another directory (a new run never overwrites one)"
+        ),
+    )
 
 
 @contextlib.contextmanager
-def claimed(directory: Path, resuming: bool) -> Iterator[None]:
-    """The run directory, held by this run: locked, cleaned of interrupted writes, checked."""
-    lock = take_lock(directory)
+def claimed(directory: Path, resuming: bool) -> Iterator[RunFiles]:
+    """The run directory, held by this run: locked, checked, cleaned of interrupted writes."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError("hydra.run.dir", str(directory), "is a file, not a directory: choose another path")
+    handle = take_lock(directory)
     try:
-        refuse_to_overwrite(directory, resuming)
+        files = RunFiles(directory)
+        refuse_to_overwrite(files, resuming)
         remove_partial_writes(directory)
-        yield
+        yield files
     finally:
-        lock.unlink(missing_ok=True)
+        release_lock(handle, directory)
 
 
 @contextlib.contextmanager
-def unclaimed(directory: Path, resuming: bool) -> Iterator[None]:
+def unclaimed(directory: Path, resuming: bool) -> Iterator[RunFiles]:
     """A process that shares a run directory its rank 0 holds (DDP)."""
-    yield
+    yield RunFiles(directory)

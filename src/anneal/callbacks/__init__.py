@@ -10,12 +10,13 @@ from anneal.callbacks.guards import NonFiniteLossGuard
 from anneal.callbacks.history import History
 from anneal.callbacks.lr_plot import LrSchedulePlot
 from anneal.callbacks.snapshots import SnapshotEnsemble
-from anneal.callbacks.startup import StartupTimer
+from anneal.callbacks.startup import JobStart, StartupTimer
 
 __all__ = [
     "EMA",
     "SWA",
     "History",
+    "JobStart",
     "LastCheckpoint",
     "LrSchedulePlot",
     "NonFiniteLossGuard",

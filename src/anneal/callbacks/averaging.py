@@ -18,6 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_m
 from anneal.callbacks.base import RunCallback
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
+from anneal.record import Evaluation, Metric, RunFiles, accuracy, count, loss
 from anneal.schedules import LrPlan, LrSwitch, Span
 from anneal.storage import save_tensors
 
@@ -30,6 +31,7 @@ class WeightAverage(RunCallback):
     checkpoints."""
 
     prefix = "avg"
+    title = "averaged"  # how tables and figures name this average: "SWA"
 
     def __init__(self, start: Span, *, start_key: str, bn_update: bool, use_buffers: bool, multi_avg_fn: Any = None):
         self.start, self.start_key = start, start_key
@@ -49,14 +51,53 @@ class WeightAverage(RunCallback):
             str(self.start),
             f"must start before the end of training ({total:g} epochs)",
         )
-        self.start_step = plan.clock.step_at(self.start_epochs)
+        self.start_step = self.start_step_of(plan)
+        self.check_against(plan)
+        planned = self.updates_planned()
+        if planned is not None and planned < 2:
+            raise ConfigError(
+                self.start_key,
+                str(self.start),
+                text=(
+                    f"{{key}}={self.start} is invalid here: the average would be updated {planned} time(s) in this run "
+                    f"(from epoch {self.start_epochs:g} of {total:g}) and needs 2 or more: start earlier or average "
+                    f"more often"
+                ),
+            )
+
+    def check_against(self, plan: LrPlan) -> None:
+        """This average's own settings against the plan, before the count of its updates is checked."""
+
+    def updates_planned(self) -> int | None:
+        """How many times training will update the average (None: it depends on what the run measures)."""
+        raise NotImplementedError
+
+    def marks(self) -> list[tuple[float, str]]:
+        return [(self.start_epochs, f"{self.title} starts")]
+
+    def start_step_of(self, plan: LrPlan) -> int:
+        return plan.clock.step_at(self.start.epochs(plan.clock.total_epochs, plan.clock))
+
+    def past_differs(self, old: LrPlan, new: LrPlan, step: int) -> str | None:
+        was, now = self.start_step_of(old), self.start_step_of(new)
+        if was != now and min(was, now) <= step:
+            return f"{self.start_key}={self.start} would start averaging at step {now} instead of {was}"
+        return None
 
     def should_update(self, step: int) -> bool:
         raise NotImplementedError
 
-    def result_metrics(self, has_val: bool) -> list[str]:
-        splits = ["test", "val"] if has_val else ["test"]
-        return [f"{self.prefix}/{split}/{m}" for split in splits for m in ("acc", "loss")]
+    def declare(self, evaluation: Evaluation) -> list[Metric]:
+        p, name = self.prefix, self.title
+        found = [count(f"{p}/n_averaged", f"{name}: weights averaged")]
+        if self.bn_update:
+            found.append(count(f"{p}/bn_update_images", f"{name}: images of the BatchNorm update"))
+        for split in evaluation.splits:
+            title = "test" if split == "test" else "validation"
+            # the averaged network is what an averaging run is for: its test accuracy is the run's headline
+            found.append(accuracy(f"{p}/{split}/acc", f"{name} {title} accuracy", headline=2 * (split == "test")))
+            found.append(loss(f"{p}/{split}/loss", f"{name} {title} loss"))
+        return found
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         # created here, after Lightning moved the network to its device, so updates never cross devices
@@ -107,7 +148,7 @@ class WeightAverage(RunCallback):
             metrics = classification_metrics(*predict(network, datamodule.batches(split), device))
             results |= {f"{p}/{split}/acc": metrics["acc"], f"{p}/{split}/loss": metrics["nll"]}
         if trainer.is_global_zero:
-            save_tensors(network.state_dict(), Path(trainer.default_root_dir) / f"{p}.pt")
+            save_tensors(network.state_dict(), RunFiles(Path(trainer.default_root_dir)).averaged(p))
         log.info("%s model (%d weights averaged): test acc %.4f", p, n, results[f"{p}/test/acc"])
         return results
 
@@ -136,7 +177,7 @@ class SWA(WeightAverage):
     step swa_start on, and the weights are averaged after every step n with n > swa_start and n % swa_freq == 0.
     In epochs, averages are taken at swa_start and every swa_freq steps after it."""
 
-    prefix = "swa"
+    prefix, title = "swa", "SWA"
     FREQUENCIES = ("epoch", "cycle")
 
     def __init__(
@@ -175,8 +216,18 @@ class SWA(WeightAverage):
     def lr_switch(self) -> LrSwitch | None:
         return None if self.swa_lr is None else LrSwitch(self.start, self.swa_lr, self.anneal_epochs)
 
-    def use_plan(self, plan: LrPlan) -> None:
-        super().use_plan(plan)
+    def check_against(self, plan: LrPlan) -> None:
+        total = plan.clock.total_epochs
+        if self.swa_lr is not None and self.start_epochs + self.anneal_epochs > total + 1e-9:
+            raise ConfigError(
+                "anneal_epochs",
+                self.anneal_epochs,
+                text=(
+                    f"{{key}}={self.anneal_epochs:g} is invalid here: the ramp to swa_lr={self.swa_lr:g} from "
+                    f"swa_start (epoch {self.start_epochs:g}) would end after training ({total:g} epochs); at most "
+                    f"{total - self.start_epochs:g} epochs (or lower swa_start)"
+                ),
+            )
         if self.swa_freq != "cycle" or plan.schedule.cycles_follow_metric:
             return
         ends = [e for e in plan.cycle_ends() if e >= self.start_epochs]
@@ -190,12 +241,19 @@ class SWA(WeightAverage):
                     f"{plan.cycle_ends() or 'none'}. Lower swa_start or use a schedule with cycles"
                 ),
             )
-        if len(ends) == 1:
-            log.warning(
-                "swa_freq=cycle: only one cycle ends after swa_start (epoch %g), so the SWA model is a "
-                "single set of weights; lower swa_start or shorten the cycles",
-                ends[0],
-            )
+
+    def updates_planned(self) -> int | None:
+        total, start = self.plan.clock.total_steps, self.start_step
+        if self.swa_freq == "cycle":
+            if self.plan.schedule.cycles_follow_metric:
+                return None
+            return sum(1 for end in self.plan.cycle_end_steps() if max(start, 1) <= end <= total)
+        if self.swa_freq == "epoch":
+            return every(start, total, self.plan.clock.steps_per_epoch)
+        assert isinstance(self.swa_freq, int)
+        if self.start.unit == "steps":  # torchcontrib's automatic mode: steps after swa_start, multiples of swa_freq
+            return total // self.swa_freq - start // self.swa_freq
+        return every(start, total, self.swa_freq)
 
     def should_update(self, step: int) -> bool:
         if self.swa_freq == "cycle":
@@ -212,7 +270,7 @@ class EMA(WeightAverage):
     """Exponential moving average of the weights and buffers: avg <- decay * avg + (1 - decay) * w,
     after every `every_n_steps`-th optimizer step from `start` on."""
 
-    prefix = "ema"
+    prefix, title = "ema", "EMA"
 
     def __init__(self, decay: float = 0.999, every_n_steps: int = 1, start: float | str = 0.0, bn_update: bool = False):
         require(0 < decay < 1, "decay", decay, "must be in (0, 1)")
@@ -231,5 +289,15 @@ class EMA(WeightAverage):
         )
         self.every_n_steps = every_n_steps
 
+    def updates_planned(self) -> int | None:
+        return every(self.start_step, self.plan.clock.total_steps, self.every_n_steps)
+
     def should_update(self, step: int) -> bool:
         return (step - self.start_step) % self.every_n_steps == 0
+
+
+def every(start: int, total: int, interval: int) -> int:
+    """How many optimizer steps s in [max(start, 1), total] have (s - start) % interval == 0: the updates of an
+    average taken every `interval` steps from `start` (a step is counted once it has been taken)."""
+    first = start if start >= 1 else start + interval * -(-(1 - start) // interval)
+    return 0 if first > total else (total - first) // interval + 1

@@ -18,8 +18,9 @@ from anneal.callbacks.base import RunCallback
 
 class StepCurves(RunCallback):
     """Logs `lr-<Optimizer>` for every step and `train/loss_step` for every `log_every_n_steps`-th step,
-    each against the step's index (the global step before it). What is held is sent at each epoch's end,
-    before a checkpoint is written and when training stops, so that a resumed run logs each step once."""
+    each against the step's index (the global step before it). What is held is sent before each validation,
+    at each epoch's end, before a checkpoint is written and when training stops, so that a resumed run logs each
+    step once and the steps sent to a logger only go forward (W&B drops a step lower than one it has)."""
 
     def __init__(self) -> None:
         self.pending: dict[int, dict[str, Any]] = {}  # step -> its values; losses stay on the device until sent
@@ -32,7 +33,8 @@ class StepCurves(RunCallback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         lr = trainer.optimizers[0].param_groups[0]["lr"]
-        self.pending.setdefault(trainer.global_step, {"epoch": trainer.current_epoch})[self.lr_key] = float(lr)
+        epoch = trainer.current_epoch + 1  # counted from 1, as history.csv and the figures count them
+        self.pending.setdefault(trainer.global_step, {"epoch": epoch})[self.lr_key] = float(lr)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -56,10 +58,13 @@ class StepCurves(RunCallback):
             if isinstance(logger, WandbLogger):  # W&B's own call: Lightning's wrapper around it costs as much again
                 run = logger.experiment
                 for step, values in rows:
-                    run.log({**values, "trainer/global_step": step})
+                    run.log({**values, "trainer/global_step": step}, step=step)
             else:
                 for step, values in rows:
                     logger.log_metrics(values, step=step)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.send(trainer)  # before the held-out metrics are logged at the current step: steps only go forward
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.send(trainer)

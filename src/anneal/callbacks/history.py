@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 
 from anneal.callbacks.base import RunCallback
+from anneal.record import Evaluation, Metric, RunFiles, accuracy, count
 from anneal.schedules import LrPlan
 from anneal.storage import save_text
 
@@ -27,8 +29,7 @@ class History(RunCallback):
     The rows live in checkpoints, so that a resumed run continues the file with no epoch missing or repeated.
     Reports the best held-out accuracy and its epoch, named after the split (`val/acc_best`)."""
 
-    def __init__(self, filename: str = "history.csv"):
-        self.filename = filename
+    def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
         self.heldout: dict[str, float] = {}
         self.lr = math.nan
@@ -53,8 +54,45 @@ class History(RunCallback):
         self.complete = batch_idx + 1 >= trainer.num_training_batches  # the module's epoch metrics are logged then
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:  # taken now: Lightning keeps old values when an epoch is not validated
+        if trainer.sanity_checking:
+            return
+        if trainer.state.fn == TrainerFn.FITTING:  # now: Lightning keeps old values when an epoch is not validated
             self.heldout = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(HELDOUT)}
+        else:
+            self.score_cut_short_epoch(trainer, pl_module, "val")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """An epoch cut short (max_steps): the module logs its training loss and accuracy after this callback saw
+        the epoch end; they complete its row now."""
+        if self.rows and self.rows[-1]["step"] == trainer.global_step and "train/loss" not in self.rows[-1]:
+            metrics = trainer.callback_metrics
+            self.rows[-1] |= {k: float(metrics[k]) for k in ("train/loss", "train/acc") if k in metrics}
+            if trainer.is_global_zero:
+                self.write(RunFiles(Path(trainer.default_root_dir)).history)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.score_cut_short_epoch(trainer, pl_module, "test")
+
+    def score_cut_short_epoch(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        """Training that stops within an epoch (max_steps) is not evaluated there, but the final evaluation scores
+        the same network: its scores complete that epoch's row, so the curve and the best held-out accuracy
+        include the network the run ends with."""
+        if not self.rows or getattr(pl_module, "heldout", None) != split:
+            return
+        last = self.rows[-1]
+        if last["step"] != trainer.global_step or f"{split}/acc" in last:
+            return
+        datamodule = getattr(trainer, "datamodule", None)  # Lightning's, set by fit/test
+        if split == "test" and not getattr(datamodule, "test_every_epoch", True):
+            return
+        keys = (f"{split}/loss", f"{split}/acc")
+        scores = {k: float(v) for k, v in trainer.callback_metrics.items() if k in keys}
+        last |= scores
+        if trainer.is_global_zero:
+            self.write(RunFiles(Path(trainer.default_root_dir)).history)
+            log.info("%s (its scores: the final evaluation's)", describe(last, self.total_epochs))
+        for logger in trainer.loggers:  # the curve's point for the epoch, as validation would have logged it
+            logger.log_metrics({**scores, "epoch": float(last["epoch"])}, step=trainer.global_step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -66,7 +104,7 @@ class History(RunCallback):
         self.rows.append(row)
         self.heldout, self.complete = {}, False
         if trainer.is_global_zero:
-            self.write(Path(trainer.default_root_dir) / self.filename)
+            self.write(RunFiles(Path(trainer.default_root_dir)).history)
             log.info("%s", describe(row, self.total_epochs))
 
     def write(self, path: Path) -> Path:
@@ -92,8 +130,15 @@ class History(RunCallback):
         split, acc, epoch = best
         return {f"{split}/acc_best": acc, f"{split}/acc_best_epoch": epoch}
 
-    def result_metrics(self, has_val: bool) -> list[str]:
-        return ["val/acc_best"] if has_val else ["test/acc_best"]
+    def declare(self, evaluation: Evaluation) -> list[Metric]:
+        split = evaluation.every_epoch
+        if split is None:  # no evaluation after each epoch: no best epoch to report
+            return []
+        title = "test" if split == "test" else "validation"
+        return [
+            accuracy(f"{split}/acc_best", f"best {title} accuracy in an epoch"),
+            count(f"{split}/acc_best_epoch", f"epoch of the best {title} accuracy"),
+        ]
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from anneal.callbacks.base import RunCallback
 from anneal.preview import render
+from anneal.record import RunFiles
 from anneal.schedules import LrPlan
 
 
@@ -28,7 +29,9 @@ class LrSchedulePlot(RunCallback):
     def _draw(self, trainer: L.Trainer, note: str) -> None:
         if not trainer.is_global_zero or trainer.fast_dev_run:  # type: ignore[attr-defined]  # set in Trainer.__init__
             return
-        png, _ = render(self.plan, Path(trainer.default_root_dir), f"lr schedule{note}: {self.plan.describe()}")
+        png, _ = render(
+            self.plan, RunFiles(Path(trainer.default_root_dir)), f"lr schedule{note}: {self.plan.describe()}"
+        )
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key="lr_schedule", images=[str(png)])
+                logger.log_image(key="lr_schedule", images=[str(png)], step=trainer.global_step)

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from anneal.callbacks.base import RunCallback
 from anneal.errors import ConfigError, require
 from anneal.evaluation import evaluate_snapshots
+from anneal.record import Evaluation, Metric, RunFiles, accuracy, count
 from anneal.schedules import LrPlan
 from anneal.storage import copy_file, save_tensors
 
@@ -49,6 +50,28 @@ class SnapshotEnsemble(RunCallback):
                 ),
             )
         self.plan = plan
+        if plan.schedule.cycles_follow_metric:  # its cycles begin once a metric triggers them: known only then
+            return
+        ends = [e for e in plan.cycle_end_steps() if 1 <= e <= plan.clock.total_steps]
+        final = self.include_final and plan.clock.total_steps not in ends
+        if len(ends) + final < 2:
+            at = ", ".join(f"{plan.clock.epochs(e):g}" for e in sorted(ends))
+            raise ConfigError(
+                "",
+                "snapshot",
+                text=(
+                    f"{{key}}=snapshot would ensemble {len(ends) + final} snapshot: the schedule's cycles end at epoch "
+                    f"{at} of {plan.clock.total_epochs:g}. An ensemble needs 2 or more: train longer, shorten the "
+                    f"cycles, or add the last weights (ensemble.include_final=true)"
+                ),
+            )
+
+    def marks(self) -> list[tuple[float, str]]:
+        return [(self.plan.clock.epochs(e), "snapshot") for e in sorted(self.plan.cycle_end_steps())]
+
+    def past_differs(self, old: LrPlan, new: LrPlan, step: int) -> str | None:
+        was, now = ({s for s in plan.cycle_end_steps() if s <= step} for plan in (old, new))
+        return None if was == now else f"the snapshots up to step {step} would be taken at steps {sorted(now)}"
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         here = Path(trainer.default_root_dir).resolve()
@@ -69,9 +92,10 @@ class SnapshotEnsemble(RunCallback):
         if any(s["step"] == step for s in self.snapshots):
             return
         epoch = self.plan.clock.epochs(step)
-        file = f"snapshots/snapshot_{len(self.snapshots) + 1:02d}_epoch{epoch:g}.pt"
+        files = RunFiles(Path(trainer.default_root_dir))
+        file = files.relative(files.snapshot(len(self.snapshots) + 1, epoch))
         if trainer.is_global_zero:
-            save_tensors(pl_module.network.state_dict(), Path(trainer.default_root_dir) / file)
+            save_tensors(pl_module.network.state_dict(), files.directory / file)
         self.snapshots.append({"epoch": epoch, "step": step, "file": file})
         log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots), epoch, step, file)
 
@@ -98,12 +122,19 @@ class SnapshotEnsemble(RunCallback):
         )
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_table("ensemble/table", columns=list(rows[0]), data=[list(r.values()) for r in rows])
-                logger.log_image("ensemble/plot", images=[str(run_dir / "ensemble.png")])
+                step = trainer.global_step
+                data = [list(r.values()) for r in rows]
+                logger.log_table("ensemble/table", columns=list(rows[0]), data=data, step=step)
+                logger.log_image("ensemble/plot", images=[str(RunFiles(run_dir).ensemble("png"))], step=step)
         return results
 
-    def result_metrics(self, has_val: bool) -> list[str]:
-        return ["ensemble/test/acc", "snapshots/test/acc_mean"]
+    def declare(self, evaluation: Evaluation) -> list[Metric]:
+        return [
+            # the ensemble is what a snapshot run is for: its accuracy is the run's headline
+            accuracy("ensemble/test/acc", "snapshot ensemble test accuracy", headline=3),
+            accuracy("snapshots/test/acc_mean", "single snapshots' mean test accuracy"),
+            count("snapshots/test/acc_std", "single snapshots' test accuracy std"),
+        ]
 
 
 def adopt(snapshots: list[dict[str, Any]], source: Path, target: Path) -> list[dict[str, Any]]:

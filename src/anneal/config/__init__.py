@@ -12,13 +12,15 @@ from anneal.config.build import (
     build_plan,
     build_trainer,
 )
-from anneal.config.checks import arithmetic_settings, check_optimized_metric, check_resume, check_run_settings
+from anneal.config.checks import check_optimized_metric, check_run_settings
+from anneal.config.identity import arm_of_config, name_wandb_run, part, start_record, wandb_config
 from anneal.config.keys import instantiate, instantiate_optional, keys
-from anneal.config.names import run_name, swept_keys
+from anneal.config.resume import RESUMABLE, check_resume, settings_of
 
 __all__ = [
+    "RESUMABLE",
     "NetworkSpec",
-    "arithmetic_settings",
+    "arm_of_config",
     "build_callbacks",
     "build_data",
     "build_network",
@@ -31,6 +33,9 @@ __all__ = [
     "instantiate",
     "instantiate_optional",
     "keys",
-    "run_name",
-    "swept_keys",
+    "name_wandb_run",
+    "part",
+    "settings_of",
+    "start_record",
+    "wandb_config",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch import callbacks
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -20,31 +21,9 @@ from anneal.errors import ConfigError, require
 from anneal.schedules import Clock, LrPlan, LrRecipe
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-TRUSTED_MODULES = ("anneal.models.", "anneal.data.")
 
 
-def check_trusted(node: Any, key: str) -> None:
-    """Every `_target_` in a node from an untrusted config (a run directory's) names one of anneal's own
-    networks or data modules: Hydra would build whatever it names, nested ones included."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            if name == "_target_":
-                require(
-                    str(value).startswith(TRUSTED_MODULES),
-                    f"{key}._target_",
-                    value,
-                    "a run directory may only name anneal's own networks and data (anneal.models, anneal.data)",
-                )
-            else:
-                check_trusted(value, f"{key}.{name}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            check_trusted(value, f"{key}[{i}]")
-
-
-def build_data(cfg: DictConfig, trusted: bool = True) -> ImageData:
-    if not trusted:
-        check_trusted(OmegaConf.to_container(cfg.data, resolve=True), "data")
+def build_data(cfg: DictConfig) -> ImageData:
     with keys("data"):
         datamodule = instantiate(cfg.data)
     return datamodule
@@ -61,14 +40,11 @@ class NetworkSpec:
     compile: bool  # torch.compile it (`model.compile`, not an argument of the network)
 
 
-def build_network(cfg: DictConfig, num_classes: int, trusted: bool = True) -> NetworkSpec:
-    """The `model` group's network for `num_classes` classes. From an untrusted config (a run directory's),
-    only anneal's own networks are built."""
+def build_network(cfg: DictConfig, num_classes: int) -> NetworkSpec:
+    """The `model` group's network for `num_classes` classes."""
     spec = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(spec, dict)
     compile_ = bool(spec.pop("compile", False))
-    if not trusted:
-        check_trusted(spec, "model")
     with keys("model"):
         network = instantiate(spec, num_classes=num_classes)
     return NetworkSpec(network, compile_)
@@ -100,6 +76,31 @@ def build_optimizer(cfg: DictConfig, network: nn.Module) -> tuple[Any, float]:
     return factory, peak
 
 
+# Lightning's callbacks that change the lr or replace anneal's schedule (the run's lr would no longer be its plan,
+# while results.json names the plan), and the anneal setting that does the same within the plan
+PLAN_BREAKERS = {
+    callbacks.StochasticWeightAveraging: "averaging=swa (SWA with the lr switch in the plan: averaging.swa_lr)",
+    callbacks.WeightAveraging: "averaging=swa or averaging=ema",
+    callbacks.LearningRateMonitor: "nothing: the lr of every step is already logged (lr-SGD, lr_schedule.csv)",
+    callbacks.LearningRateFinder: "mode=lr_find",
+    callbacks.BatchSizeFinder: "data.batch_size (the plan is built from the batch count)",
+    callbacks.GradientAccumulationScheduler: "trainer.accumulate_grad_batches (the plan counts optimizer steps)",
+}
+
+
+def refuse_plan_breakers(name: str, callback: L.Callback) -> None:
+    for kind, instead in PLAN_BREAKERS.items():
+        if isinstance(callback, kind):
+            raise ConfigError(
+                name,
+                type(callback).__name__,
+                text=(
+                    f"{{key}} is invalid: Lightning's {type(callback).__name__} changes the lr or the schedule outside "
+                    f"anneal's lr plan (the run would not follow the schedule its results name); use {instead}"
+                ),
+            )
+
+
 def build_callbacks(cfg: DictConfig) -> dict[str, L.Callback]:
     """The `callbacks` group, the ensemble and the averaging callback, by the config key that built each."""
     if cfg.mode == "lr_find":  # a range test, not a training run: no checkpoints, snapshots or averages
@@ -109,6 +110,7 @@ def build_callbacks(cfg: DictConfig) -> dict[str, L.Callback]:
         with keys(f"callbacks.{name}"):
             callback = instantiate_optional(node)
         if callback is not None:
+            refuse_plan_breakers(f"callbacks.{name}", callback)
             built[f"callbacks.{name}"] = callback
     for group in ("ensemble", "averaging"):
         with keys(group):
@@ -171,4 +173,5 @@ def build_plan(
         if isinstance(callback, RunCallback):
             with keys(key):
                 callback.use_plan(plan)
+            plan.marks += callback.marks()
     return plan

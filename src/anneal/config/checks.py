@@ -9,14 +9,12 @@ import types
 import typing
 from typing import Any
 
-import lightning as L
 import torch
 from hydra.utils import get_object
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
-from anneal.callbacks import RunCallback
-from anneal.data import ImageData
 from anneal.errors import ConfigError, require
+from anneal.record import Metric
 from anneal.schedules import Span
 
 MODES = ("train", "preview", "lr_find")
@@ -156,79 +154,7 @@ def check_types(node: DictConfig, group: str) -> None:
             raise ConfigError(f"{group}.{name}", value, f"must be {describe(hint)}")
 
 
-def check_optimized_metric(cfg: DictConfig, datamodule: ImageData, callbacks: dict[str, L.Callback]) -> None:
-    """The metric returned to a sweeper must be one this run will produce."""
-    has_val = datamodule.val_size > 0
-    produced = ["test/acc", "test/loss"] + (["val/acc", "val/loss"] if has_val else [])
-    produced += [m for c in callbacks.values() if isinstance(c, RunCallback) for m in c.result_metrics(has_val)]
+def check_optimized_metric(cfg: DictConfig, declared: list[Metric]) -> None:
+    """The metric returned to a sweeper must be one this run declares it will produce."""
+    produced = [m.key for m in declared]
     require(cfg.optimized_metric in produced, "optimized_metric", cfg.optimized_metric, f"this run produces {produced}")
-
-
-# settings a resumed run may change freely: where things are, how they are shown and logged, how often it saves
-FREE_ON_RESUME = (
-    "logger",
-    "callbacks",
-    "lr_find",
-    "ckpt_path",
-    "output_dir",
-    "mode",
-    "tags",
-    "optimized_metric",
-    "resume_changes",
-    "data.root",
-    "data.download",
-    "data.download_timeout",
-    "data.eval_batch_size",
-    "data.device",
-    "data.test_every_epoch",
-    "model.compile",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-    "trainer.default_root_dir",
-    "trainer.plugins",
-    "trainer.log_every_n_steps",
-    "trainer.num_sanity_val_steps",
-    "trainer.accelerator",
-)
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
-
-
-def under(key: str, prefixes: typing.Iterable[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
-def arithmetic_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved settings that decide what a run computes, by key (what a resume must keep)."""
-    settings = flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {k: v for k, v in settings.items() if not under(k, FREE_ON_RESUME)}
-
-
-def check_resume(cfg: DictConfig, checkpoint_path: str, saved: dict[str, Any] | None) -> list[str]:
-    """The keys whose values differ from those the checkpoint was written with. A change not listed in
-    `resume_changes` stops the run before training: a resumed run would silently mix two runs."""
-    if saved is None:
-        return []  # a checkpoint from before anneal recorded its settings
-    current = arithmetic_settings(cfg)
-    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k, "(unset)") != current.get(k, "(unset)"))
-    allowed = list(cfg.get("resume_changes") or [])
-    refused = [k for k in changed if not under(k, allowed)]
-    if refused:
-        listed = "; ".join(
-            f"{k}: {saved.get(k, '(unset)')!r} in the checkpoint, {current.get(k, '(unset)')!r} now" for k in refused
-        )
-        keys_text = ",".join(refused)
-        raise ConfigError(
-            "ckpt_path",
-            checkpoint_path,
-            text=(
-                f"{{key}}={checkpoint_path} was written by a run with other settings ({listed}). A resume continues "
-                f"the same run: keep those settings, or say which changes are intended with "
-                f"'resume_changes=[{keys_text}]' (the lr plan is then derived again from the new settings)"
-            ),
-        )
-    return changed

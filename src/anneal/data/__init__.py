@@ -7,9 +7,13 @@ from anneal.data.files import read_cifar10, read_cifar100
 from anneal.data.modules import CIFAR10, CIFAR100, ImageData, Synthetic
 from anneal.data.synthetic import synthetic_images
 
+# anneal's data modules by name: what a run directory may ask to be rebuilt (never a dotted path from the file)
+DATASETS = {cls.__name__: cls for cls in (CIFAR10, CIFAR100, Synthetic)}
+
 __all__ = [
     "CIFAR10",
     "CIFAR100",
+    "DATASETS",
     "Archive",
     "Batches",
     "DataMissing",

@@ -129,6 +129,10 @@ def download(archive: Archive, root: Path, timeout: float = 5.0) -> None:
 def locate(archive: Archive, root: str | Path, download_missing: bool = True, timeout: float = 5.0) -> Path:
     """The dataset's folder under `root` (or `root` itself), downloading it there if allowed."""
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"{archive.name}: the data root {root} is a file: point it at the folder holding {archive.folder}/"
+        )
     for folder in (root / archive.folder, root):
         if any((folder / marker).exists() for marker in archive.markers):
             return folder

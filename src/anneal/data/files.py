@@ -64,7 +64,13 @@ def images_and_labels(path: Path, entry: dict, label_key: str, num_classes: int)
     """(uint8 N x 3 x 32 x 32 images, int64 labels) from an unpickled batch, checked."""
     try:
         data = np.asarray(entry["data"])
-        labels = np.asarray(entry[label_key], dtype=np.int64)
+        raw_labels = np.asarray(entry[label_key])
+        if raw_labels.dtype.kind not in "iu":  # 37.5 must not become class 37
+            raise DataError(
+                f"CIFAR file {path} holds {raw_labels.dtype} labels, not integers: a converted or foreign file; "
+                f"use the official files"
+            )
+        labels = raw_labels.astype(np.int64)
         if data.dtype.kind not in "ui" or (data.size and (data.min() < 0 or data.max() > 255)):
             raise DataError(
                 f"CIFAR file {path} holds {data.dtype} pixels, not bytes (0-255): a converted or "

@@ -8,4 +8,7 @@ from anneal.models.resnet import ResNet
 from anneal.models.vgg import VGG
 from anneal.models.wrn import WideResNet
 
-__all__ = ["VGG", "DenseNet", "LeNet5", "LeNetConv4", "PreResNet", "ResNet", "WideResNet"]
+# anneal's networks by name: what a run directory may ask to be rebuilt (never a dotted path from the file)
+NETWORKS = {cls.__name__: cls for cls in (LeNet5, LeNetConv4, WideResNet, VGG, PreResNet, ResNet, DenseNet)}
+
+__all__ = ["NETWORKS", "VGG", "DenseNet", "LeNet5", "LeNetConv4", "PreResNet", "ResNet", "WideResNet"]

@@ -1,4 +1,5 @@
-"""The figures of a study: the per-job summary plot, the heatmap over two swept settings and the arms' curves.
+"""The figures of a study, each as PNG and SVG: every arm's result with its 95% interval, the heatmap over two
+swept settings, and the arms' curves. Human labels, accuracies in percent, whole epochs.
 
 matplotlib is imported inside each function: it costs a second at start-up, which a run that draws nothing
 should not pay. Figures are matplotlib `Figure`s, not pyplot's, so nothing global is touched."""
@@ -10,79 +11,90 @@ from typing import Any
 
 import numpy as np
 
-from anneal.report.histories import arm_accuracy_curve, arm_lr_curve
-from anneal.report.runs import varying_keys
-from anneal.report.study import Study, is_accuracy
+from anneal.record import format_value, short_keys
+from anneal.report.histories import HELD_OUT, arm_accuracy_curve, arm_lr_curve
+from anneal.report.study import Study, value
 from anneal.report.tables import number
 from anneal.storage import atomic_write
+
+FORMATS = ("png", "svg")
 
 
 def numeric_order(value: Any) -> tuple[int, float, str]:
     """Numbers by value, then everything else by name: 1, 2, 10, adam, sgd."""
-    try:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, float(value), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(value))
+    return (1, 0.0, str(value))
 
 
 def save(fig: Any, path: Path) -> Path:
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    """The figure as `path` (.png) and beside it in the other formats; returns the PNG's path."""
+    for suffix in FORMATS:
+
+        def write(f: Any, suffix: str = suffix) -> None:
+            fig.savefig(f, format=suffix, dpi=110)
+
+        atomic_write(path.with_suffix(f".{suffix}"), write)
+    return path.with_suffix(".png")
+
+
+def integer_epochs(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def label_cells(ax: Any, grid: np.ndarray, texts: list[list[str]]) -> None:
     """Write each cell's text in black on light cells and white on dark ones (viridis is light at the top)."""
     middle = (np.nanmin(grid) + np.nanmax(grid)) / 2 if np.isfinite(grid).any() else 0.0
     for i, line in enumerate(grid):
-        for j, value in enumerate(line):
-            color = "black" if np.isfinite(value) and value > middle else "white"
+        for j, v in enumerate(line):
+            color = "black" if np.isfinite(v) and v > middle else "white"
             ax.text(j, i, texts[i][j], ha="center", va="center", color=color)
 
 
-def summary_plot(study: Study, path: Path, metric: str = "test/acc") -> Path | None:
-    """The metric of every finished job: a grid when exactly two settings vary, bars otherwise."""
+def dots(study: Study, path: Path) -> Path | None:
+    """Each arm's runs on the compared metric (small dots), their mean (large) and its 95% interval (whisker)."""
     from matplotlib.figure import Figure
 
-    runs = [r for r in study.runs if metric in r.metrics]
-    if not runs:
+    arms = [a for a in study.arms if study.metric in a.spreads]
+    if not arms:
         return None
-    keys = varying_keys(runs, exclude=frozenset())
-    labels = [", ".join(f"{k}={r.settings.get(k)}" for k in keys) or r.job for r in runs]
-    bars = len(keys) != 2
-    # bars' labels sit left of the axes: the figure widens with the longest (~0.062 inch per character)
-    width = 5.5 + 0.062 * max(map(len, labels)) if bars else 7.0
-    fig = Figure(figsize=(width, max(4.5, 1 + 0.3 * len(runs)) if bars else 4.5), layout="constrained")
+    d = study.declaration
+    scale = 100 if d.percent else 1
+    width = 5.5 + 0.062 * max(len(a.label) for a in arms)  # labels sit left of the axes
+    fig = Figure(figsize=(width, 1.2 + 0.45 * len(arms)), layout="constrained")
     ax = fig.add_subplot()
-    if not bars:
-        xs = sorted({r.settings.get(keys[0]) for r in runs}, key=numeric_order)
-        ys = sorted({r.settings.get(keys[1]) for r in runs}, key=numeric_order)
-        cell = {(r.settings.get(keys[0]), r.settings.get(keys[1])): r.metrics[metric] for r in runs}
-        grid = np.array([[cell.get((x, y), np.nan) for x in xs] for y in ys], dtype=float)
-        image = ax.imshow(grid, cmap="viridis", origin="lower")
-        label_cells(ax, grid, [[f"{v:.3f}" for v in line] for line in grid])
-        ax.set(xticks=range(len(xs)), yticks=range(len(ys)), yticklabels=ys)
-        ax.set_xticklabels([str(x) for x in xs], rotation=20 if max(len(str(x)) for x in xs) > 8 else 0, ha="right")
-        ax.set(xlabel=keys[0], ylabel=keys[1], title=f"{metric} over {keys[0]} x {keys[1]}")
-        fig.colorbar(image, ax=ax, label=metric)
-    else:
-        ax.barh(labels, [r.metrics[metric] for r in runs])
-        ax.set(xlabel=metric, title=f"{metric} per job")
+    for row, arm in enumerate(arms):
+        values = [v * scale for r in arm.counted if (v := value(r, study.metric)) is not None]
+        s = arm.spreads[study.metric]
+        ax.plot(values, [row] * len(values), "o", color="C0", alpha=0.45, markersize=4)
+        whisker = (s.ci95 or 0) * scale
+        ax.errorbar(s.mean * scale, row, xerr=whisker, fmt="o", color="C0", markersize=8, capsize=4)
+    ax.set_yticks(range(len(arms)), [f"{a.label} (n={a.n})" for a in arms])
+    ax.invert_yaxis()
+    ax.set(xlabel=d.name)
+    ax.set_title("each run (small) and the mean with its 95% interval", fontsize="medium")
+    ax.grid(alpha=0.3, axis="x")
     return save(fig, path)
 
 
 def heatmap(study: Study, path: Path) -> Path | None:
-    """The study metric's mean over seeds for each pair of values of the two swept settings, ± std underneath."""
+    """The compared metric's mean over seeds for each pair of values of two varying settings, ± std."""
     from matplotlib.figure import Figure
 
     if len(study.keys) != 2:
         return None
+    k0, k1 = study.keys
     cells = {
-        (r.arm.settings.get(study.keys[0]), r.arm.settings.get(study.keys[1])): r.spreads[study.metric]
-        for r in study.arms
-        if study.metric in r.spreads
+        (a.arm.values().get(k0), a.arm.values().get(k1)): a.spreads[study.metric]
+        for a in study.arms
+        if study.metric in a.spreads
     }
-    if not cells:
-        return None
-    scale = 100 if is_accuracy(study.metric) else 1
+    if len(cells) <= max(len({x for x, _ in cells}), len({y for _, y in cells})):
+        return None  # no value of one setting met two of the other: nothing a grid shows that a list does not
+    d = study.declaration
+    scale = 100 if d.percent else 1
     xs = sorted({x for x, _ in cells}, key=numeric_order)
     ys = sorted({y for _, y in cells}, key=numeric_order)
     grid = np.array([[cells[x, y].mean * scale if (x, y) in cells else np.nan for x in xs] for y in ys])
@@ -90,29 +102,29 @@ def heatmap(study: Study, path: Path) -> Path | None:
         [
             ""
             if (s := cells.get((x, y))) is None
-            else number(study.metric, s.mean) + ("" if s.std is None else f"\n± {number(study.metric, s.std)}")
+            else number(d, s.mean) + ("" if s.std is None else f"\n± {number(d, s.std)}")
             for x in xs
         ]
         for y in ys
     ]
+    names = short_keys([k0, k1])
     fig = Figure(figsize=(1.6 * len(xs) + 3, 1.1 * len(ys) + 2.5), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
     label_cells(ax, grid, texts)
-    unit = " (%)" if scale == 100 else ""
-    ax.set(xticks=range(len(xs)), yticks=range(len(ys)), yticklabels=ys)
-    ax.set_xticklabels([str(x) for x in xs], rotation=20 if max(len(str(x)) for x in xs) > 8 else 0, ha="right")
-    ax.set(xlabel=study.keys[0], ylabel=study.keys[1], title=f"{study.metric}{unit}: mean ± std over seeds")
-    fig.colorbar(image, ax=ax, label=f"{study.metric}{unit}")
+    ax.set(xticks=range(len(xs)), yticks=range(len(ys)), yticklabels=[format_value(y) for y in ys])
+    ax.set_xticklabels([format_value(x) for x in xs], rotation=20 if max(len(str(x)) for x in xs) > 8 else 0)
+    ax.set(xlabel=names[k0], ylabel=names[k1], title=f"{d.label}: mean ± std over seeds")
+    fig.colorbar(image, ax=ax, label=d.name)
     return save(fig, path)
 
 
 def curves(study: Study, path: Path) -> Path | None:
-    """Left: each arm's mean held-out accuracy per epoch, ± std over seeds; right: its lr, in the same colour."""
+    """Left: each arm's held-out accuracy (%) per epoch, mean ± std over seeds; right: its lr, same colour."""
     from matplotlib.figure import Figure
 
-    accuracy = [arm_accuracy_curve(r.arm) for r in study.arms]
-    lrs = [arm_lr_curve(r.arm) for r in study.arms]
+    accuracy = [arm_accuracy_curve(a.counted) for a in study.arms]
+    lrs = [arm_lr_curve(a.counted or a.runs) for a in study.arms]
     if not any(accuracy) and not any(epochs for epochs, _ in lrs):
         return None
     legend = len(study.arms) <= 12  # a longer legend hides the curves; the colours still tell arms apart
@@ -120,24 +132,25 @@ def curves(study: Study, path: Path) -> Path | None:
     left, right = fig.subplots(1, 2)
     columns: set[str] = set()
     for i, (result, curve, (epochs, lr)) in enumerate(zip(study.arms, accuracy, lrs)):
-        color, label = f"C{i % 10}", f"{result.arm.label} (n={result.n})"
+        color, label = f"C{i % 10}", f"{result.label} (n={result.n})"
         if curve is not None:
-            mean, std = np.array(curve.mean), np.array(curve.std)
+            mean, std = np.array(curve.mean) * 100, np.array(curve.std) * 100
             left.plot(curve.epochs, mean, color=color, label=label, marker="." if len(mean) < 30 else None)
             left.fill_between(curve.epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
             columns.add(curve.column)
         if epochs:
             right.plot(epochs, lr, color=color, label=label, linewidth=1.2)
-    held_out = " or ".join(sorted(columns)) or "held-out accuracy"
+    held_out = " or ".join(HELD_OUT[c] for c in sorted(columns) if c in HELD_OUT) or "held-out accuracy"
     if not columns:
         left.text(0.5, 0.5, "no history.csv in these runs", ha="center", va="center", transform=left.transAxes)
-    left.set(xlabel="epoch", ylabel=held_out, title=f"{held_out} per epoch: mean ± std over seeds")
+    left.set(xlabel="epoch", ylabel=f"{held_out} (%)", title=f"{held_out} per epoch: mean ± std over seeds")
     right.set(xlabel="epoch", ylabel="learning rate", title="learning rate (each arm's first run)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        integer_epochs(ax)
     # the panel that drew more arms (an arm may lack history.csv or an lr curve) names them all
     handles, labels = max((ax.get_legend_handles_labels() for ax in (left, right)), key=lambda h: len(h[0]))
     if handles and legend:
-        # one legend under both panels: arm labels (every setting that differs) are often wider than a panel
+        # one legend under both panels: arm labels are often wider than a panel
         fig.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=1 if len(handles) <= 4 else 2)
     return save(fig, path)

@@ -1,52 +1,68 @@
 """The per-epoch and per-step curves of a run (history.csv, lr_schedule.csv), and an arm's mean curve.
 
-Both files may be missing (older runs, a failed job): every reader here returns nothing then."""
+Both files may be missing (older runs, a failed job) or damaged: every reader here returns nothing then."""
 
 from __future__ import annotations
 
 import csv
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from anneal.report.runs import Arm
+from anneal.record import RunFiles
+from anneal.report.runs import Run
+
+HELD_OUT = {"val/acc": "validation accuracy", "test/acc": "test accuracy"}
 
 
-def read_columns(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
+def read_columns(path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
-def held_out_accuracy(run_dir: Path) -> tuple[str, dict[float, float]]:
-    """(column, epoch -> accuracy): val/acc with a validation split, else the test set's per-epoch test/acc."""
-    rows = read_columns(run_dir / "history.csv")
-    for column in ("val/acc", "test/acc"):
-        curve = {float(r["epoch"]): float(r[column]) for r in rows if r.get(column) and r.get("epoch")}
+def number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def held_out_accuracy(run: Run) -> tuple[str, dict[int, float]]:
+    """(column, epoch -> accuracy): the run's per-epoch held-out curve, val/acc with a validation split, else
+    the test set's."""
+    rows = read_columns(RunFiles(run.directory).history)
+    for column in HELD_OUT:
+        curve = {}
+        for row in rows:
+            epoch, acc = number(row.get("epoch")), number(row.get(column))
+            if epoch is not None and acc is not None:
+                curve[int(epoch)] = acc
         if curve:
             return column, curve
     return "", {}
 
 
-def lr_curve(run_dir: Path) -> tuple[list[float], list[float]]:
+def lr_curve(run: Run) -> tuple[list[float], list[float]]:
     """(epochs, lrs) of every optimizer step the run wrote to lr_schedule.csv."""
-    rows = [r for r in read_columns(run_dir / "lr_schedule.csv") if r.get("epoch") and r.get("lr")]
-    return [float(r["epoch"]) for r in rows], [float(r["lr"]) for r in rows]
+    points = [(number(r.get("epoch")), number(r.get("lr"))) for r in read_columns(RunFiles(run.directory).lr_csv)]
+    kept = [(e, lr) for e, lr in points if e is not None and lr is not None]
+    return [e for e, _ in kept], [lr for _, lr in kept]
 
 
 @dataclass(frozen=True)
 class MeanCurve:
     column: str  # which held-out accuracy: val/acc or test/acc
-    epochs: list[float]
+    epochs: list[int]
     mean: list[float]
     std: list[float]  # over the runs that reached that epoch; 0 where only one did
 
 
-def arm_accuracy_curve(arm: Arm) -> MeanCurve | None:
-    """The arm's held-out accuracy per epoch, averaged over its seeds."""
-    curves = [held_out_accuracy(run.directory) for run in arm.finished]
-    curves = [c for c in curves if c[1]]
+def arm_accuracy_curve(runs: list[Run]) -> MeanCurve | None:
+    """The held-out accuracy per epoch, averaged over an arm's counted runs."""
+    curves = [c for c in map(held_out_accuracy, runs) if c[1]]
     if not curves:
         return None
     epochs = sorted({e for _, curve in curves for e in curve})
@@ -60,10 +76,10 @@ def arm_accuracy_curve(arm: Arm) -> MeanCurve | None:
     return MeanCurve(" or ".join(sorted({c for c, _ in curves})), epochs, means, stds)
 
 
-def arm_lr_curve(arm: Arm) -> tuple[list[float], list[float]]:
+def arm_lr_curve(runs: list[Run]) -> tuple[list[float], list[float]]:
     """The lr of the arm's first run that wrote one (its seeds share the schedule)."""
-    for run in arm.runs:
-        epochs, lrs = lr_curve(run.directory)
+    for run in runs:
+        epochs, lrs = lr_curve(run)
         if epochs:
             return epochs, lrs
     return [], []

@@ -1,128 +1,168 @@
-"""Finding the runs in sweep and run directories, and grouping them into arms.
+"""Finding the runs in sweep and run directories and reading what each is (its arm and seed) and how it went.
 
-An arm is the set of runs that share every setting that varies across the collected runs, except the seed:
-the seeds of one configuration, whose spread is what a comparison between arms has to beat."""
+A run directory is untrusted input: it is read as JSON, YAML (safe) and CSV, never executed or unpickled, and
+whatever cannot be read makes that run `unreadable` (with the file and the reason) while the others are read.
+Runs made before run.json existed are read from what they left (config.yaml, Hydra's .hydra/); what such a run
+lacks is said, not guessed."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# settings that change how a run is logged or shown, never what it computes
-IGNORED_PREFIXES = ("hydra.", "hydra/", "logger.")
-IGNORED_KEYS = frozenset({"trainer.enable_progress_bar", "trainer.enable_model_summary"})
-NOT_ARM_KEYS = frozenset({"seed"})
+from anneal.record import (
+    Arm,
+    Metric,
+    RunFiles,
+    RunRecord,
+    UnreadableRun,
+    arm_of,
+    declared_metrics,
+    headline_key,
+    read_json,
+)
+from anneal.run_dir import is_locked
 
-
-def parse_override(override: str) -> tuple[str, str]:
-    """`+schedule.T_0=5` -> ("schedule.T_0", "5"): adding or deleting a key is the same setting for a study."""
-    key, _, value = override.partition("=")
-    return key.lstrip("+~"), value
-
-
-def settings_of(overrides: list[str]) -> dict[str, str]:
-    pairs = map(parse_override, overrides)
-    return {k: v for k, v in pairs if k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)}
-
-
-def metrics_of(results: dict[str, Any]) -> dict[str, float]:
-    """The numeric entries of results.json; the seed and flags are not metrics."""
-    metrics = {
-        k: float(v)
-        for k, v in results.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_ARM_KEYS
-    }
-    ensemble = results.get("ensemble")
-    if "ensemble/test/acc" not in metrics and isinstance(ensemble, list) and ensemble and "test/acc" in ensemble[-1]:
-        metrics["ensemble/test/acc"] = float(ensemble[-1]["test/acc"])  # runs older than that key
-    return metrics
+# what became of a run: finished (results.json), running (its lock is held), lost (killed: a lock nobody holds,
+# or a record that never ended), failed or stopped (run.json says why), unreadable (a file that cannot be read)
+STATUSES = ("finished", "running", "lost", "failed", "stopped", "unreadable")
 
 
 @dataclass(frozen=True)
 class Run:
-    """One training run: finished when its directory holds results.json, failed otherwise."""
-
-    directory: Path
+    directory: Path  # resolved: a run is counted once however it is reached
     source: Path  # the directory it was found through: its sweep, or itself
     job: str  # its number in the sweep, or the run directory's name
-    settings: dict[str, str]
-    results: dict[str, Any] | None
-    metrics: dict[str, float] = field(default_factory=dict)
+    status: str
+    arm: Arm | None = None  # None: unknown (unreadable, or nothing recorded)
+    seed: Any = None
+    reason: str = ""  # why it failed, stopped or could not be read
+    results: dict[str, Any] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # the declared numbers of results.json
+    declared: dict[str, Metric] = field(default_factory=dict)
+    headline: str | None = None
+    legacy: str = ""  # for a run older than run.json or the declarations: what it lacks
+    label: str = ""  # its arm against the defaults of its options, as the run recorded it
 
     @property
     def finished(self) -> bool:
-        return self.results is not None
+        return self.status == "finished"
+
+
+def is_run_directory(directory: Path) -> bool:
+    files = RunFiles(directory)
+    return any(p.exists() for p in (files.record, files.results, files.config, files.legacy_hydra))
 
 
 def job_directories(directory: Path) -> list[Path]:
-    """A sweep's numbered job directories, in job order (10 after 9)."""
-    jobs = [p for p in directory.iterdir() if p.is_dir() and p.name.isdigit()] if directory.is_dir() else []
+    """A sweep's numbered job directories that hold a run, in job order (10 after 9)."""
+    if not directory.is_dir():
+        return []
+    jobs = [p for p in directory.iterdir() if p.name.isdigit() and p.is_dir() and is_run_directory(p)]
     return sorted(jobs, key=lambda p: int(p.name))
 
 
+def is_sweep(directory: Path) -> bool:
+    return bool(job_directories(directory)) and not is_run_directory(directory)
+
+
+def legacy_arm(files: RunFiles) -> tuple[Arm, Any, str]:
+    """(arm, seed, what is missing) of a run made before run.json: its resolved config.yaml (else Hydra's copy
+    of the unresolved one) and Hydra's record of the chosen options."""
+    choices: dict[str, Any] = {}
+    lacks = []
+    hydra = files.legacy_hydra / "hydra.yaml"
+    if hydra.is_file():
+        found = yaml.safe_load(hydra.read_text())
+        choices = dict(((found or {}).get("hydra") or {}).get("runtime", {}).get("choices") or {})
+    if not choices:
+        lacks.append("the chosen option of each group")
+    config_path = files.config if files.config.is_file() else files.legacy_hydra / "config.yaml"
+    if not config_path.is_file():
+        raise UnreadableRun(f"{files.directory}: neither run.json nor a config.yaml to know what the run was")
+    config = yaml.safe_load(config_path.read_text())
+    if not isinstance(config, Mapping):
+        raise UnreadableRun(f"{config_path}: not a config (a {type(config).__name__})")
+    if config_path != files.config:
+        lacks.append("a resolved config (interpolated values are kept as written)")
+    return arm_of(config, choices), config.get("seed"), "; ".join(lacks)
+
+
+def read_results(files: RunFiles) -> tuple[dict[str, Any], dict[str, float], dict[str, Metric], str | None, str]:
+    """(results.json, its declared numbers, their declarations, the headline key, what it lacks)."""
+    try:
+        results = read_json(files.results)
+    except ValueError as error:
+        raise UnreadableRun(f"{files.results}: {error}") from None
+    if not isinstance(results, dict):
+        raise UnreadableRun(f"{files.results}: it holds a {type(results).__name__}, not an object")
+    try:
+        declared, own = declared_metrics(results)
+    except ValueError as error:
+        raise UnreadableRun(f"{files.results}: {error}") from None
+    numbers = {
+        k: float(v)
+        for k, v in results.items()
+        if k in declared and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    lacks = "" if own else "metric declarations (read as anneal declared these keys before they were recorded)"
+    return results, numbers, declared, headline_key(results, declared), lacks
+
+
+def status_without_results(files: RunFiles, record: RunRecord | None) -> tuple[str, str]:
+    if is_locked(files.directory):
+        return "running", ""
+    if files.lock.exists():
+        return "lost", f"killed: {files.relative(files.lock)} is held by no process and there is no results.json"
+    if record is None:
+        return "failed", f"no results.json (see {files.log})" if files.log.exists() else "no results.json"
+    if record.status in ("failed", "stopped"):
+        resumable = " (resume: ckpt_path=last)" if files.last_checkpoint.exists() else ""
+        return record.status, (record.error or "") + resumable
+    if record.status == "started":
+        return "lost", "its record says it started and nothing says it ended"
+    return "failed", "run.json says finished but there is no results.json"
+
+
 def read_run(directory: Path, source: Path, job: str) -> Run:
-    results_path, overrides_path = directory / "results.json", directory / ".hydra" / "overrides.yaml"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else None
-    if results is not None and "overrides" in results:
-        overrides = results["overrides"]
-    elif overrides_path.is_file():  # Hydra writes it for every job, also one that failed
-        overrides = yaml.safe_load(overrides_path.read_text()) or []
-    else:
-        overrides = []
-    metrics = metrics_of(results) if results is not None else {}
-    return Run(directory, source, job, settings_of([str(o) for o in overrides]), results, metrics)
+    files = RunFiles(directory)
+    try:
+        record = RunRecord.load(files) if files.record.is_file() else None
+        label = record.label if record is not None else ""
+        if record is not None:
+            arm, seed, lacks = record.arm, record.seed, ""
+        else:
+            arm, seed, lacks = legacy_arm(files)
+            lacks = "run.json" + (f", {lacks}" if lacks else "")
+        if not files.results.is_file():
+            status, reason = status_without_results(files, record)
+            return Run(directory, source, job, status, arm, seed, reason, legacy=lacks, label=label)
+        results, numbers, declared, headline, lacks_declarations = read_results(files)
+    except (UnreadableRun, yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+        reason = str(error) if isinstance(error, UnreadableRun) else f"{directory}: {type(error).__name__}: {error}"
+        return Run(directory, source, job, "unreadable", reason=reason.splitlines()[0])
+    lacks = "; ".join(x for x in (lacks, lacks_declarations) if x)
+    return Run(directory, source, job, "finished", arm, seed, "", results, numbers, declared, headline, lacks, label)
 
 
 def collect_runs(directories: list[Path]) -> list[Run]:
-    """Every job of every sweep directory, and every run directory, in the order given."""
-    runs = []
-    for directory in directories:
-        if jobs := job_directories(directory):
-            runs += [read_run(job, directory, job.name) for job in jobs]
-        elif (directory / "results.json").is_file() or (directory / ".hydra").is_dir():
-            runs.append(read_run(directory, directory, directory.name))
+    """Every job of every sweep directory and every run directory, in the order given, each once."""
+    runs: dict[Path, Run] = {}
+    for given in directories:
+        directory = given.resolve()
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no such directory: {given}")
+        if is_run_directory(directory):
+            found = [(directory, directory.name)]
+        elif jobs := job_directories(directory):
+            found = [(job, job.name) for job in jobs]
         else:
-            raise ValueError(f"{directory} holds neither numbered job directories (a sweep) nor results.json (a run)")
-    return runs
-
-
-@dataclass(frozen=True)
-class Arm:
-    label: str
-    settings: dict[str, str]  # its values of the settings that vary between arms
-    runs: list[Run]
-
-    @property
-    def finished(self) -> list[Run]:
-        return [r for r in self.runs if r.finished]
-
-    @property
-    def failed(self) -> int:
-        return sum(not r.finished for r in self.runs)
-
-
-def varying_keys(runs: list[Run], exclude: frozenset[str] = NOT_ARM_KEYS) -> list[str]:
-    """The settings whose values differ between runs (a setting some runs lack differs), in order of appearance."""
-    keys = [k for k in dict.fromkeys(k for r in runs for k in r.settings) if k not in exclude]
-    return [k for k in keys if len({r.settings.get(k) for r in runs}) > 1]
-
-
-def group_arms(runs: list[Run]) -> tuple[list[str], list[Arm]]:
-    """The varying settings, and the arms in order of their first run (the sweep's order, not a ranking)."""
-    keys = varying_keys(runs)
-    groups: dict[tuple[str | None, ...], list[Run]] = {}
-    for run in runs:
-        groups.setdefault(tuple(run.settings.get(k) for k in keys), []).append(run)
-    arms = []
-    for values, members in groups.items():
-        settings = {k: v for k, v in zip(keys, values) if v is not None}
-        # an arm with none of the varying settings (the only arm, or one without the others' keys): its directories
-        label = " ".join(f"{k}={v}" for k, v in settings.items()) or " + ".join(
-            dict.fromkeys(r.source.name for r in members)
-        )
-        arms.append(Arm(label, settings, members))
-    return keys, arms
+            raise ValueError(f"{given} is neither a run directory (run.json, results.json) nor a sweep of them")
+        for path, job in found:
+            if path not in runs:
+                runs[path] = read_run(path, directory, job)
+    return list(runs.values())

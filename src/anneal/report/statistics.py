@@ -1,76 +1,23 @@
-"""Mean, sample standard deviation and the Student-t 95% confidence half-width of a few seeds' results.
-
-The t quantile is computed here rather than taken from scipy, which anneal does not otherwise need: the t
-distribution's CDF is a regularized incomplete beta function, evaluated with its continued fraction (Lentz's
-method, as in Press et al., "Numerical Recipes", 3rd ed. 2007, §6.4), and the quantile is found by bisection."""
+"""What a few seeds say: each arm's mean, sample standard deviation and Student-t 95% interval, and how two arms
+differ, unpaired (Welch's t-test) and paired over the seeds they share (a paired t-test). Two runs with the same
+seed share their initialization and data order, so their difference is far less noisy than two arms' means."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 
-TINY = 1e-300  # keeps Lentz's method away from a division by zero
-
-
-def continued_fraction(x: float, a: float, b: float) -> float:
-    """The continued fraction of I_x(a, b) (Numerical Recipes' betacf), converging for x < (a + 1) / (a + b + 2)."""
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > TINY else TINY)
-    fraction = d
-    # converges in O(sqrt(max(a, b))) terms: a million degrees of freedom take about a thousand
-    for m in range(1, 100_000):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1 + numerator * d
-            d = 1 / (d if abs(d) > TINY else TINY)
-            c = 1 + numerator / c
-            c = c if abs(c) > TINY else TINY
-            fraction *= c * d
-        if abs(c * d - 1) < 1e-15:
-            return fraction
-    raise ArithmeticError(f"the incomplete beta fraction did not converge for x={x}, a={a}, b={b}")
+from scipy import stats
 
 
-def regularized_incomplete_beta(x: float, a: float, b: float) -> float:
-    """I_x(a, b): the CDF at x of a Beta(a, b) variable."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(log_front) * continued_fraction(x, a, b) / a
-    return 1 - math.exp(log_front) * continued_fraction(1 - x, b, a) / b  # the symmetry I_x(a,b) = 1 - I_1-x(b,a)
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with df degrees of freedom."""
-    tail = regularized_incomplete_beta(df / (df + t * t), df / 2, 0.5) / 2  # P(T > |t|)
-    return 1 - tail if t >= 0 else tail
-
-
-@lru_cache(maxsize=256)
-def student_t_quantile(p: float, df: float) -> float:
-    """The t with P(T <= t) = p, by bisection on the CDF (which is increasing)."""
-    if not 0 < p < 1 or df <= 0:
-        raise ValueError(f"need 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -student_t_quantile(1 - p, df)
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < p:
-        low, high = high, 2 * high
-    while high - low > 1e-12 * high:
-        middle = (low + high) / 2
-        low, high = (middle, high) if student_t_cdf(middle, df) < p else (low, middle)
-    return (low + high) / 2
+def t_quantile(df: float, level: float = 0.95) -> float:
+    return float(stats.t.ppf(0.5 + level / 2, df))
 
 
 @dataclass(frozen=True)
 class Spread:
-    """What a few runs of one arm say about a metric; std and ci95 are None below two runs."""
+    """What the runs of one arm say about a metric; std and ci95 are None below two runs."""
 
     n: int
     mean: float
@@ -87,4 +34,48 @@ def spread(values: list[float]) -> Spread:
     if n < 2:
         return Spread(n, mean, None, None)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    return Spread(n, mean, std, student_t_quantile(0.975, n - 1) * std / math.sqrt(n))
+    return Spread(n, mean, std, t_quantile(n - 1) * std / math.sqrt(n))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """a − b: the mean difference, the half-width of its 95% interval and the two-sided p-value of no
+    difference (None where too few runs make them undefined), over `n` runs or shared seeds."""
+
+    n: int
+    diff: float
+    ci95: float | None
+    p: float | None
+
+
+def welch(a: list[float], b: list[float]) -> Difference:
+    """Unpaired: Welch's t-test (unequal variances) and its Welch–Satterthwaite interval."""
+    diff = math.fsum(a) / len(a) - math.fsum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        return Difference(min(len(a), len(b)), diff, None, None)
+    va, vb = (spread(x).std ** 2 / len(x) for x in (a, b))  # type: ignore[operator]
+    if va + vb == 0:
+        return Difference(min(len(a), len(b)), diff, 0.0, None if diff == 0 else 0.0)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    with warnings.catch_warnings():  # an arm whose seeds agree exactly: scipy warns, its answer stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return Difference(min(len(a), len(b)), diff, t_quantile(df) * math.sqrt(va + vb), p)
+
+
+def paired(a: dict[object, float], b: dict[object, float]) -> Difference | None:
+    """Over the seeds both have: the mean of a − b per seed, its t interval and the paired t-test's p-value."""
+    shared = [s for s in a if s in b]
+    if not shared:
+        return None
+    differences = [a[s] - b[s] for s in shared]
+    d = spread(differences)
+    if d.n < 2:
+        return Difference(1, d.mean, None, None)
+    assert d.std is not None and d.ci95 is not None
+    if d.std == 0:
+        return Difference(d.n, d.mean, 0.0, None if d.mean == 0 else 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_rel([a[s] for s in shared], [b[s] for s in shared]).pvalue)
+    return Difference(d.n, d.mean, d.ci95, p)

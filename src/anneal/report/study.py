@@ -1,73 +1,208 @@
-"""A study: the arms of a set of runs with each metric's spread over seeds, and each arm's distance to the best."""
+"""A study: runs grouped into arms by what they computed (their recorded arm, whatever the command line said),
+each metric's spread over an arm's seeds, and each arm against the best, unpaired and paired over shared seeds."""
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from anneal.report.runs import Arm, Run, collect_runs, group_arms
-from anneal.report.statistics import Spread, spread
+from anneal.record import GROUP_CLASSES, Arm, Metric, describe
+from anneal.report.runs import Run, collect_runs
+from anneal.report.statistics import Difference, Spread, paired, spread, welch
 
-# lower is better for these (the last part of a metric's name); higher for everything else, accuracies first
-LOWER_IS_BETTER = ("loss", "nll", "ece", "seconds", "time_to_first_step")
-
-
-def higher_is_better(metric: str) -> bool:
-    name = metric.rsplit("/", 1)[-1]
-    return not any(word in name for word in LOWER_IS_BETTER)
-
-
-def is_accuracy(metric: str) -> bool:
-    return metric.rsplit("/", 1)[-1] in ("acc", "acc_best", "acc_mean")
+HEADLINE = "headline"  # the number each arm stands for (its producers say which): the default comparison
+MISSING = object()
 
 
 @dataclass(frozen=True)
 class ArmResult:
     arm: Arm
-    spreads: dict[str, Spread]  # metric -> its spread over the arm's finished runs
-    diff_to_best: float | None  # the study metric's mean minus the best arm's (0 for the best)
+    label: str
+    runs: list[Run]  # every run of the arm, however it went
+    counted: list[Run]  # its finished runs, one per seed (the newest where a seed ran twice)
+    spreads: dict[str, Spread]  # metric -> its spread over the counted runs
+    headline: str | None  # the key of the arm's headline metric ("mixed" when its runs disagree)
+    versus_best: Difference | None = None  # the study metric, this arm − the best, unpaired
+    paired_best: Difference | None = None  # ... paired over the seeds both arms ran
+    gain: Spread | None = None  # within each run: its headline − its trained network's test/acc
 
     @property
     def n(self) -> int:
-        return len(self.arm.finished)
+        return len(self.counted)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.runs)
+
+    def seeds(self, metric: str) -> dict[Any, float]:
+        return {r.seed: v for r in self.counted if (v := value(r, metric)) is not None}
 
 
 @dataclass(frozen=True)
 class Study:
     sources: list[Path]
-    keys: list[str]  # the settings that vary between arms
-    metric: str  # the one arms are ranked by
-    metrics: list[str]  # every metric of any run, in order of appearance
+    metric: str  # what arms are compared on: HEADLINE or a results.json key
+    declaration: Metric  # how that metric reads (direction, unit, label)
+    keys: list[str]  # the options and settings that vary between arms
     arms: list[ArmResult]
     runs: list[Run]
+    metrics: list[str]  # every declared metric of the counted runs, in order of appearance
+    declared: dict[str, Metric]
+    notes: list[str] = field(default_factory=list)  # what the reader must know: duplicates, old runs, ...
+
+    @property
+    def unassigned(self) -> list[Run]:
+        """Runs whose arm is unknown (unreadable): listed, never pooled."""
+        return [r for r in self.runs if r.arm is None]
 
     def best_held_out_metric(self) -> str | None:
-        """val/acc_best with a validation split, test/acc_best when the test set was the held-out one."""
         return next((m for m in ("val/acc_best", "test/acc_best") if m in self.metrics), None)
 
 
-def build_study(runs: list[Run], sources: list[Path], metric: str = "test/acc") -> Study:
-    keys, arms = group_arms(runs)
-    metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
-    spreads = [
-        {m: spread(values) for m in metrics if (values := [r.metrics[m] for r in arm.finished if m in r.metrics])}
-        for arm in arms
+def value(run: Run, metric: str) -> float | None:
+    key = run.headline if metric == HEADLINE else metric
+    found = run.metrics.get(key) if key else None
+    return found if found is not None and math.isfinite(found) else None
+
+
+def counted_runs(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(one finished run per seed, the duplicates left out): of two runs of one arm and seed, which compute the
+    same thing, the one whose results are newest counts."""
+    newest: dict[str, Run] = {}
+    for run in runs:
+        if run.finished:
+            key = json.dumps(run.seed, default=str)
+            if key not in newest or mtime(run) >= mtime(newest[key]):
+                newest[key] = run
+    counted = [r for r in runs if r in newest.values()]
+    return counted, [r for r in runs if r.finished and r not in counted]
+
+
+def mtime(run: Run) -> float:
+    try:
+        return (run.directory / "results.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def varying(arms: list[Arm]) -> list[str]:
+    """The options and settings that tell arms apart: a key whose value differs among the arms that have it.
+    (A setting only some arms have, all with one value, is told apart by their option, e.g. `sgdr`; a group's
+    class, `_target_`, by its option's name where the arms record it.)"""
+    keys = list(dict.fromkeys(k for arm in arms for k in arm.values()))
+    named = {g for g in GROUP_CLASSES if all(g in arm.options for arm in arms)}
+    found = []
+    for key in keys:
+        if key.rsplit(".", 1)[-1].startswith("_") and key.split(".")[0] in named:
+            continue
+        values = [arm.values().get(key, MISSING) for arm in arms]
+        present = {json.dumps(v, sort_keys=True, default=str) for v in values if v is not MISSING}
+        if len(present) > 1 or (key in GROUP_CLASSES and MISSING in values and present):
+            found.append(key)
+    return found
+
+
+def labels(arms: list[Arm], keys: list[str], fallback: list[str]) -> list[str]:
+    """Each arm by the options and settings in which it differs from the others; unique (the id where not)."""
+    found = [describe(arm.values(), keys) or fallback[i] for i, arm in enumerate(arms)]
+    return [f"{label} [{arm.id}]" if found.count(label) > 1 else label for label, arm in zip(found, arms)]
+
+
+def study_declaration(arms: list[list[Run]], metric: str) -> Metric:
+    """How the compared metric reads, from the runs' own declarations; refused if they disagree or it is absent."""
+    keys = {k for runs in arms for r in runs if r.finished and (k := r.headline if metric == HEADLINE else metric)}
+    found = {
+        (d.better, d.percent): d for runs in arms for r in runs for k in keys if r.finished and (d := r.declared.get(k))
+    }
+    if not any(r.finished for runs in arms for r in runs):  # nothing finished yet: nothing to compare
+        return Metric(metric, None, label=metric)
+    if not found:
+        raise LookupError(metric)
+    if len(found) > 1:
+        raise ValueError(f"the runs declare {metric} in different ways ({sorted(map(str, found))}): not comparable")
+    declaration = next(iter(found.values()))
+    if metric == HEADLINE:
+        names = sorted(
+            {d.label for runs in arms for r in runs if r.finished and (d := r.declared.get(r.headline or ""))}
+        )
+        label = names[0] if len(names) == 1 else "headline: " + " / ".join(names)
+        return Metric(HEADLINE, declaration.better, declaration.percent, label)
+    return declaration
+
+
+def build_study(runs: list[Run], sources: list[Path], metric: str = HEADLINE) -> Study:
+    groups: dict[str, list[Run]] = {}
+    arms: dict[str, Arm] = {}
+    for run in runs:
+        if run.arm is not None:
+            groups.setdefault(run.arm.id, []).append(run)
+            arms[run.arm.id] = run.arm
+    declaration = study_declaration(list(groups.values()), metric)
+    keys = varying(list(arms.values()))
+    own_labels = [next((r.label for r in groups[i] if r.label), "") for i in arms]
+    fallback = [own or " + ".join(dict.fromkeys(r.source.name for r in groups[i])) for own, i in zip(own_labels, arms)]
+    names = labels(list(arms.values()), keys, fallback)
+    results, notes = [], []
+    for (arm_id, members), label in zip(groups.items(), names):
+        counted, duplicates = counted_runs(members)
+        if duplicates:
+            notes.append(
+                f"{label}: {len(duplicates)} run(s) repeat a seed of the arm and are left out (the newest counts): "
+                + ", ".join(str(r.directory) for r in duplicates)
+            )
+        results.append(arm_result(arms[arm_id], label, members, counted))
+    metrics = list(dict.fromkeys(k for r in runs if r.finished for k in r.metrics))
+    declared = {k: d for r in runs for k, d in r.declared.items()}
+    results = compared(results, metric, declaration)
+    legacy = sorted({r.legacy for r in runs if r.legacy})
+    notes += [f"runs older than this report's format lack: {lacks}" for lacks in legacy]
+    return Study(sources, metric, declaration, keys, results, runs, metrics, declared, notes)
+
+
+def arm_result(arm: Arm, label: str, members: list[Run], counted: list[Run]) -> ArmResult:
+    values: dict[str, list[float]] = {}
+    for run in counted:
+        for key in [*run.metrics, HEADLINE]:
+            if (v := value(run, key)) is not None:
+                values.setdefault(key, []).append(v)
+    headlines = {r.headline for r in counted}
+    headline = next(iter(headlines)) if len(headlines) == 1 else ("mixed" if headlines else None)
+    gains = [
+        h - t
+        for r in counted
+        if r.headline != "test/acc"
+        and (h := value(r, HEADLINE)) is not None
+        and (t := value(r, "test/acc")) is not None
     ]
-    means = [s[metric].mean for s in spreads if metric in s and math.isfinite(s[metric].mean)]
-    best = (max if higher_is_better(metric) else min)(means) if means else None
-    results = []
-    for arm, arm_spreads in zip(arms, spreads):
-        own = arm_spreads.get(metric)
-        diff = own.mean - best if own is not None and best is not None and math.isfinite(own.mean) else None
-        results.append(ArmResult(arm, arm_spreads, diff))
-    return Study(sources, keys, metric, metrics, results, runs)
+    gain = spread(gains) if gains and len(gains) == len(counted) else None
+    return ArmResult(arm, label, members, counted, {k: spread(v) for k, v in values.items()}, headline, gain=gain)
 
 
-def study_of(directories: list[Path], metric: str = "test/acc") -> Study:
+def compared(arms: list[ArmResult], metric: str, declaration: Metric) -> list[ArmResult]:
+    """Each arm against the best on the study metric (the best against itself: a difference of 0)."""
+    ranked = [a for a in arms if metric in a.spreads]
+    if declaration.better is None or not ranked:
+        return arms
+    pick = max if declaration.better == "higher" else min
+    best = pick(ranked, key=lambda a: a.spreads[metric].mean)
+    out = []
+    for arm in arms:
+        if metric not in arm.spreads:
+            out.append(arm)
+            continue
+        mine, theirs = arm.seeds(metric), best.seeds(metric)
+        unpaired = welch(list(mine.values()), list(theirs.values()))
+        out.append(ArmResult(**{**arm.__dict__, "versus_best": unpaired, "paired_best": paired(mine, theirs)}))
+    return out
+
+
+def study_of(directories: list[Path], metric: str = HEADLINE) -> Study:
     """The study of the runs in these sweep and run directories."""
-    missing = [str(d) for d in directories if not d.is_dir()]
-    if missing:
-        raise FileNotFoundError(f"no such directory: {', '.join(missing)}")
-    runs = collect_runs(directories)
-    return build_study(runs, directories, metric)
+    return build_study(collect_runs(directories), directories, metric)
+
+
+def known_metrics(study_runs: list[Run]) -> list[str]:
+    """What --metric may name: the headline and every metric a finished run declared."""
+    return [HEADLINE, *dict.fromkeys(k for r in study_runs if r.finished for k in r.declared)]

@@ -1,7 +1,8 @@
-"""One W&B run per sweep that holds its study: the per-arm table and the figures, in the jobs' group.
+"""One W&B run per sweep that holds its study: the per-arm table and the figures.
 
-W&B's own grouping shows each job's curves; what it cannot show is the mean and spread over seeds per arm, so
-that table is logged once, from the finished sweep, as a run of job type `study` beside the jobs."""
+W&B groups each job with the other seeds of its arm and averages their curves; what it cannot show is the
+comparison of arms (paired over seeds) that the study table holds, so that table is logged once, from the
+finished sweep, as a run of job type `study`, tagged and configured with the sweep's name like its jobs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from anneal.report.study import Study
 from anneal.report.tables import study_rows
 
 log = logging.getLogger(__name__)
-FIGURES = {"study/heatmap": "study_heatmap.png", "study/curves": "study_curves.png"}
+FIGURES = {"study/heatmap": "study_heatmap.png", "study/curves": "study_curves.png", "study/runs": "summary.png"}
 
 
 def logs_to_wandb(config: DictConfig) -> bool:
@@ -29,14 +30,17 @@ def log_study_run(config: DictConfig, sweep_dir: Path, study: Study, paths: dict
 
     if wandb.run is not None:  # a job's run left open (one that failed): the study run is a run of its own
         wandb.finish()
-    group = OmegaConf.select(config, "logger.group") or sweep_dir.name  # the group run.py gave the jobs
+    sweep = sweep_dir.resolve().name
+    group = f"{sweep} study"
 
     def start(mode: str) -> Any:
         return wandb.init(
             project=OmegaConf.select(config, "logger.project", default="anneal"),
             group=group,
             job_type="study",
-            name=f"{group} study",
+            name=group,
+            tags=[f"sweep-{sweep}"[:64]],  # the tag the sweep's jobs carry
+            config={"sweep": sweep},
             dir=str(sweep_dir),
             mode=cast(Literal["online", "offline", "disabled"], mode),
         )

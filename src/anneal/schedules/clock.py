@@ -52,7 +52,11 @@ class Clock:
         else:
             batches = int(batches_per_epoch * limit_batches)
         require(batches >= 1, "limit_train_batches", limit_batches, f"leaves no batch of the {batches_per_epoch}")
-        steps_per_epoch = math.ceil(batches / accumulate)
+        return cls.of_length(math.ceil(batches / accumulate), max_epochs=max_epochs, max_steps=max_steps)
+
+    @classmethod
+    def of_length(cls, steps_per_epoch: int, *, max_epochs: int | None = None, max_steps: int = -1) -> Clock:
+        """A run of `steps_per_epoch` that ends at `max_steps` or `max_epochs`, whichever comes first."""
         if max_epochs is None:  # Lightning: unlimited epochs when max_steps is given, else 1000
             max_epochs = -1 if max_steps != -1 else 1000
         limits = [steps_per_epoch * max_epochs] if max_epochs != -1 else []

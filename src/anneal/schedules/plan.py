@@ -43,16 +43,23 @@ class LrRecipe:
             schedule = self.warmup.wrap(schedule, warm)
         if self.switch is not None:
             schedule = self.switch.apply(schedule, clock)
-        return LrPlan(clock, peak, schedule)
+        return LrPlan(clock, peak, schedule, self)
 
 
 class LrPlan:
     """A run's learning rate: at optimizer step s, `lr(s) = schedule(clock.epochs(s))`. A schedule that adapts
     to a held-out metric learns from `observe`; the cycle ends then follow what it has learnt."""
 
-    def __init__(self, clock: Clock, peak: float, schedule: Schedule):
-        self.clock, self.peak, self.schedule = clock, peak, schedule
+    def __init__(self, clock: Clock, peak: float, schedule: Schedule, recipe: LrRecipe | None = None):
+        self.clock, self.peak, self.schedule, self.recipe = clock, peak, schedule, recipe
         self._cycle_end_steps: frozenset[int] | None = None
+        self.marks: list[tuple[float, str]] = []  # what else happens on the plan's time axis (epoch, what)
+
+    def for_clock(self, clock: Clock) -> LrPlan:
+        """The same recipe for a run of another length (what a resume that changes the length compares with)."""
+        if self.recipe is None:
+            raise ValueError("a plan built without its recipe cannot be built again")
+        return self.recipe.build(self.peak, clock)
 
     def lr(self, step: int) -> float:
         return self.schedule(self.clock.epochs(step))

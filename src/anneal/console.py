@@ -1,0 +1,31 @@
+"""What a run prints: Lightning's messages through the root logger once (Hydra's console and the run's log
+file), without its advertisements and without warnings about what anneal does on purpose."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+class DropTips(logging.Filter):
+    """Lightning's advertisements for its cloud products."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_library_noise() -> None:
+    """Lightning's loggers print through their own handlers as well as the root's: send them through the root's
+    only, once; drop Lightning's tips and warnings about things anneal does on purpose."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropTips) for f in logger.filters):
+            logger.addFilter(DropTips())
+    warnings.filterwarnings("ignore", message="Total length of .* across ranks is zero")  # no val split
+    # the per-step curves are logged whatever log_every_n_steps is (callbacks.step_curves)
+    warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
