@@ -24,6 +24,7 @@ LAYERS = {
     "run_dir": 5,
     "run": 6,
     "ensemble": 6,
+    "launchers": 7,
 }
 
 
