@@ -25,6 +25,7 @@ LAYERS = {
     "run": 6,
     "ensemble": 6,
     "launchers": 7,
+    "shared_study": 7,
 }
 
 

@@ -65,7 +65,7 @@ class SubmititJob:
 class RequeueingLauncher(BaseSubmititLauncher):
     """The plugin's launcher, running each job's task as a `SubmititJob`. Submitit pickles the launcher as the
     job's callable and, on its preemption signal, calls `checkpoint` for the submission to requeue. (Hydra takes
-    launchers only from the hydra_plugins package: hydra_plugins.anneal_launchers has the two executors'.)"""
+    launchers only from the hydra_plugins package: hydra_plugins.anneal_sweeps has the two executors'.)"""
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         job = SubmititJob(task_function, separate_stderr=not self.params.get("stderr_to_stdout", False))
