@@ -28,6 +28,8 @@ LAYERS = {
     "run": 6,
     "ensemble": 6,
     "cli": 6,
+    "launchers": 7,
+    "shared_study": 7,
 }
 
 

@@ -13,7 +13,7 @@ class ConfigError(ValueError):
     `{key}` in it is replaced by the full key."""
 
     def __init__(self, key: str, value: object = None, allowed: str = "", *, text: str | None = None):
-        super().__init__(key, value, allowed, text)
+        super().__init__(key, value, allowed)  # (a pickle calls ConfigError(*args), then restores text)
         self.key, self.value, self.allowed, self.text = key, value, allowed, text
 
     def __str__(self) -> str:

@@ -28,6 +28,9 @@ class Interrupted(Exception):
         super().__init__(f"stopped by {NAMES.get(signum, signum)} during {phase}")
         self.signum, self.phase = signum, phase
 
+    def __reduce__(self) -> tuple[type[Interrupted], tuple[int, str]]:  # a launcher pickles a job's error
+        return Interrupted, (self.signum, self.phase)
+
 
 class StopSignals:
     """Installs the handlers for a run; `received` is the first signal (what the exit code reports)."""

@@ -61,6 +61,9 @@ class DataMissing(DataError):
             else f"{where} and the download from {archive.url} failed ({reason})"
         )
 
+    def __reduce__(self) -> tuple[type[DataMissing], tuple[Archive, Path, str | None]]:  # a launcher pickles it
+        return DataMissing, (self.archive, self.root, self.reason)
+
 
 def md5sum(path: Path) -> str:
     digest = hashlib.md5()

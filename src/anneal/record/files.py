@@ -75,6 +75,11 @@ class RunFiles:
         return self.directory / "lr_find.png"
 
     @property
+    def job(self) -> Path:
+        """job.json: where a cluster launcher ran the job and where its log is."""
+        return self.directory / "job.json"
+
+    @property
     def lock(self) -> Path:
         return self.directory / ".anneal.lock"
 

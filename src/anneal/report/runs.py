@@ -113,19 +113,33 @@ def read_results(files: RunFiles) -> tuple[dict[str, Any], dict[str, float], dic
     return results, numbers, declared, headline_key(results, declared), lacks
 
 
+def log_of(files: RunFiles) -> str:
+    """Where the run's log is: the one a cluster launcher noted in job.json, else train.log, if any."""
+    if files.job.is_file():
+        try:
+            noted = read_json(files.job)
+        except ValueError:
+            noted = None
+        if isinstance(noted, dict) and isinstance(noted.get("log"), str):
+            return noted["log"]
+    return str(files.log) if files.log.exists() else ""
+
+
 def status_without_results(files: RunFiles, record: RunRecord | None) -> tuple[str, str]:
     if is_locked(files.directory):
         return "running", ""
+    log = log_of(files)
+    see = f" (log: {log})" if log else ""
     if files.lock.exists():
-        return "lost", f"killed: {files.relative(files.lock)} is held by no process and there is no results.json"
+        return "lost", f"killed: {files.relative(files.lock)} is held by no process and there is no results.json{see}"
     if record is None:
-        return "failed", f"no results.json (see {files.log})" if files.log.exists() else "no results.json"
+        return "failed", f"no results.json{see}"
     if record.status in ("failed", "stopped"):
         resumable = " (resume: ckpt_path=last)" if files.last_checkpoint.exists() else ""
-        return record.status, (record.error or "") + resumable
+        return record.status, (record.error or "") + resumable + see
     if record.status == "started":
-        return "lost", "its record says it started and nothing says it ended"
-    return "failed", "run.json says finished but there is no results.json"
+        return "lost", f"its record says it started and nothing says it ended{see}"
+    return "failed", f"run.json says finished but there is no results.json{see}"
 
 
 def read_run(directory: Path, source: Path, job: str) -> Run:
