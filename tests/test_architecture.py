@@ -44,7 +44,9 @@ def imports() -> dict[str, set[str]]:
         name = ".".join(("anneal", *path.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("anneal"):
+            if isinstance(node, ast.ImportFrom) and node.module == "anneal":  # from anneal import config
+                found |= {f"anneal.{a.name}" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("anneal"):
                 found.add(node.module)
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names if a.name.startswith("anneal")}

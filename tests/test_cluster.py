@@ -67,10 +67,10 @@ def test_a_two_by_two_sweep_runs_each_job_in_a_submitit_process_and_gathers_the_
         assert results["epochs"] == 2 and 0 <= results["test/acc"] <= 1
         note = job_note(job)
         assert note["launcher"] == "submitit_local" and note["requeues"] == 0
-        assert "test acc" in Path(note["log"]).read_text()  # the job's own log, written by its process
+        assert "results in" in Path(note["log"]).read_text()  # the job's own log, written by its process
     assert len({job_note(job)["job_id"] for job in jobs}) == 4  # four submitit jobs, four processes
     arms = [(r["arm"], r["n"], r["failed"]) for r in read_rows(sweep / "study.csv")]
-    assert arms == [("schedule.T_0=1", "2", "0"), ("schedule.T_0=2", "2", "0")]
+    assert arms == [("T_0=1", "2", "0"), ("T_0=2", "2", "0")]
 
 
 def test_a_failed_job_is_reported_as_failed_and_its_run_directory_names_its_log(tmp_path):
@@ -80,11 +80,12 @@ def test_a_failed_job_is_reported_as_failed_and_its_run_directory_names_its_log(
         "hydra/launcher=slurm_local",
         "schedule=sgdr",
         "schedule.T_0=50,1",
+        "schedule.T_mult=1",
         "ensemble=snapshot",
         *TINY,
-        "trainer.max_epochs=1",
+        "trainer.max_epochs=2",
         f"hydra.sweep.dir={sweep}",
-    )  # the first job (T_0=50) has no cycle end in its 1 epoch: it fails
+    )  # the first job (T_0=50) has no cycle end in its 2 epochs: it fails
     message = "ensemble=snapshot needs a schedule with cycles"
     assert done.returncode != 0 and message in done.stderr  # the job's own error, unpickled in the sweep's process
     assert not (sweep / "0" / "results.json").exists() and (sweep / "1" / "results.json").is_file()
@@ -92,7 +93,8 @@ def test_a_failed_job_is_reported_as_failed_and_its_run_directory_names_its_log(
     assert log.parent.parent == sweep / ".submitit" and message in log.read_text()
     assert f"failed (ConfigError); its log: {log}" in log.read_text()
     rows = read_rows(sweep / "summary.csv")
-    assert [(r["job"], r["status"]) for r in rows] == [("0", "failed"), ("1", "ok")]
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "failed"), ("1", "finished")]
+    assert message in rows[0]["reason"] and f"(log: {log})" in rows[0]["reason"]
 
 
 def wait_for(path: Path, process, seconds: float = 300) -> None:
@@ -117,7 +119,7 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_last_checkpoint(tmp_pa
     )
     try:
         wait_for(job / "checkpoints" / "last.ckpt", process)  # epoch 1 has ended; the job is in epoch 2
-        pid = int((job / ".anneal.lock").read_text())  # the job's own process (the run directory's holder)
+        pid = int((job / ".anneal.lock").read_text().split()[0])  # the job's own process (the directory's holder)
         os.kill(pid, signal.SIGUSR2)  # submitit's preemption and time-limit signal, as SLURM sends it
         output, _ = process.communicate(timeout=600)
     finally:

@@ -18,25 +18,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from anneal import config
 from anneal.callbacks import JobStart
-from anneal.config import (
-    build_callbacks,
-    build_data,
-    build_network,
-    build_optimizer,
-    build_plan,
-    build_trainer,
-    check_optimized_metric,
-    check_resume,
-    check_run_settings,
-    instantiate,
-    keys,
-    name_wandb_run,
-    part,
-    settings_of,
-    start_record,
-    wandb_config,
-)
 from anneal.console import quiet_library_noise
 from anneal.data import ImageData
 from anneal.errors import require
@@ -70,7 +53,7 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
     claim = claimed if rank_zero else unclaimed
     resuming = cfg.mode == "train" and cfg.ckpt_path is not None
     with claim(Path(cfg.output_dir), resuming=resuming) as files:
-        keeper = RecordKeeper(start_record(cfg, files, save=False), files, rank_zero)
+        keeper = RecordKeeper(config.start_record(cfg, files, save=False), files, rank_zero)
         if not resuming:  # a resume's record changes only once its checkpoint is accepted
             keeper.accept()
         with keeper.outcome():
@@ -109,17 +92,17 @@ class RecordKeeper:
 
 def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: StopSignals) -> float | None:
     record = keeper.record
-    check_run_settings(cfg)
+    config.check_run_settings(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    name_wandb_run(cfg, record)
-    datamodule = build_data(cfg)
-    spec = build_network(cfg, datamodule.num_classes)
-    optimizer, peak = build_optimizer(cfg, spec.network)
-    callbacks = build_callbacks(cfg)
-    trainer = build_trainer(cfg, list(callbacks.values()))
-    plan = build_plan(cfg, trainer, datamodule, callbacks, peak)
-    record.network = part(cfg.model, spec.network, drop=("compile",), num_classes=datamodule.num_classes)
-    record.data = part(cfg.data, datamodule)
+    config.name_wandb_run(cfg, record)
+    datamodule = config.build_data(cfg)
+    spec = config.build_network(cfg, datamodule.num_classes)
+    optimizer, peak = config.build_optimizer(cfg, spec.network)
+    callbacks = config.build_callbacks(cfg)
+    trainer = config.build_trainer(cfg, list(callbacks.values()))
+    plan = config.build_plan(cfg, trainer, datamodule, callbacks, peak)
+    record.network = config.part(cfg.model, spec.network, drop=("compile",), num_classes=datamodule.num_classes)
+    record.data = config.part(cfg.data, datamodule)
     module_type = RecordingClassifier if cfg.mode == "lr_find" else Classifier
     module = module_type(
         spec.network,
@@ -128,7 +111,7 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
         num_classes=datamodule.num_classes,
         compile=spec.compile,
         heldout=datamodule.heldout or "val",
-        settings=settings_of(cfg),
+        settings=config.settings_of(cfg),
     )
     evaluation = evaluation_of(datamodule)
     declared = declarations(module, list(callbacks.values()), evaluation)
@@ -137,10 +120,10 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
         return None
     ckpt_path = None
     if cfg.mode == "train":
-        check_optimized_metric(cfg, declared)
+        config.check_optimized_metric(cfg, declared)
         ckpt_path = resolve_checkpoint(cfg.ckpt_path, files)
         if ckpt_path is not None:
-            changed = check_resume(cfg, ckpt_path, load_tensors(ckpt_path), plan, callbacks)
+            changed = config.check_resume(cfg, ckpt_path, load_tensors(ckpt_path), plan, callbacks)
             if changed:
                 log.warning(
                     "resuming with changed settings (%s): the lr plan is derived again from them; see %s",
@@ -153,7 +136,7 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
     loggers = start_loggers(cfg)
     trainer.loggers = loggers
     for logger in loggers:
-        logger.log_hyperparams(wandb_config(cfg, record) if isinstance(logger, WandbLogger) else resolved(cfg))
+        logger.log_hyperparams(config.wandb_config(cfg, record) if isinstance(logger, WandbLogger) else resolved(cfg))
     if cfg.mode == "lr_find":
         assert isinstance(module, RecordingClassifier)
         with stops.lightning("the LR range test"):
@@ -182,8 +165,8 @@ def start_loggers(cfg: DictConfig) -> list[Logger]:
     """The run's logger, started once every setting has been checked (W&B begins a run here)."""
     if not cfg.logger:
         return []
-    with keys("logger"):
-        return [instantiate(cfg.logger)]
+    with config.keys("logger"):
+        return [config.instantiate(cfg.logger)]
 
 
 def resolve_checkpoint(ckpt_path: str | None, files: RunFiles) -> str | None:

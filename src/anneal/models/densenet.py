@@ -6,7 +6,7 @@ and a linear classifier."""
 import torch
 from torch import Tensor, nn
 
-from anneal.errors import require
+from anneal.models.base import ConvNet, require_count, require_depth, require_dropout
 
 
 def conv_unit(in_channels: int, out_channels: int, kernel_size: int, dropout: float) -> nn.Sequential:
@@ -31,23 +31,14 @@ class DenseLayer(nn.Module):
         return torch.cat([x, self.unit(x)], dim=1)
 
 
-class DenseNet(nn.Module):
+class DenseNet(ConvNet):
     """DenseNet-`depth` with growth rate k: depth = 3n + 4, n layers per dense block; `dropout` after
     every conv but the first, as in the paper."""
 
     def __init__(self, depth: int = 40, growth_rate: int = 12, dropout: float = 0.0, num_classes: int = 10):
-        super().__init__()
-        require(
-            isinstance(depth, int) and depth >= 7 and (depth - 4) % 3 == 0,
-            "depth",
-            depth,
-            "must be 3n + 4 with n >= 1 (40, 100, ...)",
-        )
-        require(
-            isinstance(growth_rate, int) and growth_rate >= 1, "growth_rate", growth_rate, "must be an integer >= 1"
-        )
-        require(0 <= dropout < 1, "dropout", dropout, "must be in [0, 1)")
-        n = (depth - 4) // 3
+        n = require_depth(depth, 3, 4, "must be 3n + 4 with n >= 1 (40, 100, ...)")
+        require_count(growth_rate, "growth_rate")
+        require_dropout(dropout)
         layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1, bias=False)]
         channels = 16
         for stage in range(3):
@@ -57,12 +48,4 @@ class DenseNet(nn.Module):
             if stage < 2:
                 layers += [conv_unit(channels, channels, 1, dropout), nn.AvgPool2d(2)]
         layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # normal(0, sqrt(2 / (k * k * out_channels))), as in the authors' code
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        super().__init__(layers, nn.Linear(channels, num_classes))  # initialised as in the authors' code

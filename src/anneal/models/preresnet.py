@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anneal.errors import require
+from anneal.models.base import ConvNet
 
 # He et al. use basic blocks up to 110 layers and bottlenecks from 164 on
 FIRST_BOTTLENECK_DEPTH = 164
@@ -54,12 +55,11 @@ class PreActBlock(nn.Module):
         return self.branch(out) + shortcut
 
 
-class PreResNet(nn.Module):
+class PreResNet(ConvNet):
     """PreResNet-`depth`: depth = 6n + 2 with basic blocks, 9n + 2 with bottlenecks (n blocks per stage).
     `block="auto"` takes bottlenecks from depth 164 on, so that 110 and 164 are the networks of the paper."""
 
     def __init__(self, depth: int = 110, num_classes: int = 10, block: Literal["basic", "bottleneck", "auto"] = "auto"):
-        super().__init__()
         require(block in ("basic", "bottleneck", "auto"), "block", block, 'one of "basic", "bottleneck", "auto"')
         require(isinstance(depth, int), "depth", depth, "must be an integer")
         kind = block if block != "auto" else "bottleneck" if depth >= FIRST_BOTTLENECK_DEPTH else "basic"
@@ -84,12 +84,4 @@ class PreResNet(nn.Module):
                 layers.append(PreActBlock(make_branch(in_channels, planes, s), in_channels, planes * expansion, s))
                 in_channels = planes * expansion
         layers += [nn.BatchNorm2d(in_channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(in_channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # normal(0, sqrt(2 / (k * k * out_channels))), as in the SWA reference code
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        super().__init__(layers, nn.Linear(in_channels, num_classes))  # initialised as in the SWA reference code

@@ -5,7 +5,7 @@ ResNet-110 of Snapshot Ensembles (Huang et al. 2017): a 16-channel stem conv-BN-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anneal.errors import require
+from anneal.models.base import ConvNet, require_depth
 
 
 class BasicBlock(nn.Module):
@@ -29,30 +29,16 @@ class BasicBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
-class ResNet(nn.Module):
-    """ResNet-`depth`: depth = 6n + 2, n basic blocks per stage."""
+class ResNet(ConvNet):
+    """ResNet-`depth`: depth = 6n + 2, n basic blocks per stage; He et al. 2015 ("Delving Deep into Rectifiers")
+    initialisation, which the paper uses."""
 
     def __init__(self, depth: int = 110, num_classes: int = 10):
-        super().__init__()
-        require(
-            isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0,
-            "depth",
-            depth,
-            "must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110, ...)",
-        )
-        n = (depth - 2) // 6
+        n = require_depth(depth, 6, 2, "must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110, ...)")
         layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
         in_channels = 16
         for channels, stride in ((16, 1), (32, 2), (64, 2)):
             for i in range(n):
                 layers.append(BasicBlock(in_channels, channels, stride if i == 0 else 1))
                 in_channels = channels
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.classifier = nn.Linear(64, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # He et al. 2015 ("Delving Deep into Rectifiers") initialisation, which the paper uses
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        super().__init__([*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()], nn.Linear(64, num_classes))

@@ -1,9 +1,10 @@
 """VGG (Simonyan & Zisserman 2015) for 32x32 images, as in the reference code of SWA (Izmailov et al. 2018):
 3x3 convs with five 2x2 max-pools down to 512 features at 1x1, then a 512-512 classifier with dropout."""
 
-from torch import Tensor, nn
+from torch import nn
 
 from anneal.errors import require
+from anneal.models.base import ConvNet
 
 # channels of the 3x3 convs, "M" a 2x2 max-pool: configurations A, B, D and E of the VGG paper
 CONFIGURATIONS: dict[int, list[int | str]] = {
@@ -14,11 +15,10 @@ CONFIGURATIONS: dict[int, list[int | str]] = {
 }
 
 
-class VGG(nn.Module):
+class VGG(ConvNet):
     """VGG-`depth`, each conv followed by (BatchNorm when `batch_norm`) ReLU."""
 
     def __init__(self, depth: int = 16, batch_norm: bool = False, num_classes: int = 10):
-        super().__init__()
         require(depth in CONFIGURATIONS, "depth", depth, "one of 11, 13, 16, 19")
         layers: list[nn.Module] = []
         in_channels = 3
@@ -30,8 +30,7 @@ class VGG(nn.Module):
             layers.append(nn.Conv2d(in_channels, v, 3, padding=1))
             layers += [nn.BatchNorm2d(v), nn.ReLU()] if batch_norm else [nn.ReLU()]
             in_channels = v
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        self.classifier = nn.Sequential(
+        classifier = nn.Sequential(
             nn.Dropout(),
             nn.Linear(512, 512),
             nn.ReLU(),
@@ -40,12 +39,5 @@ class VGG(nn.Module):
             nn.ReLU(),
             nn.Linear(512, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # normal(0, sqrt(2 / (k * k * out_channels))), as in the reference code
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        # initialised as in the reference code, the convs' biases at zero
+        super().__init__([*layers, nn.Flatten()], classifier, zero_bias=(nn.Conv2d,))

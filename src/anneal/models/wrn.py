@@ -3,7 +3,7 @@
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anneal.errors import require
+from anneal.models.base import ConvNet, require_count, require_depth, require_dropout
 
 
 class PreActBlock(nn.Module):
@@ -28,22 +28,13 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class WideResNet(nn.Module):
+class WideResNet(ConvNet):
     """WRN-d-k: depth d = 6N + 4 (N blocks per group), widths 16, 16k, 32k, 64k."""
 
     def __init__(self, depth: int = 28, widen_factor: int = 10, dropout: float = 0.0, num_classes: int = 10):
-        super().__init__()
-        require(
-            isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0,
-            "depth",
-            depth,
-            "must be 6N + 4 with N >= 1 (10, 16, 22, 28, 34, 40, ...)",
-        )
-        require(
-            isinstance(widen_factor, int) and widen_factor >= 1, "widen_factor", widen_factor, "must be an integer >= 1"
-        )
-        require(0 <= dropout < 1, "dropout", dropout, "must be in [0, 1)")
-        blocks = (depth - 4) // 6
+        blocks = require_depth(depth, 6, 4, "must be 6N + 4 with N >= 1 (10, 16, 22, 28, 34, 40, ...)")
+        require_count(widen_factor, "widen_factor")
+        require_dropout(dropout)
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1, bias=False)]
         for group, stride in zip(range(3), (1, 2, 2)):
@@ -51,13 +42,4 @@ class WideResNet(nn.Module):
                 in_channels = widths[group] if b == 0 else widths[group + 1]
                 layers.append(PreActBlock(in_channels, widths[group + 1], stride if b == 0 else 1, dropout))
         layers += [nn.BatchNorm2d(widths[3]), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(widths[3], num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        super().__init__(layers, nn.Linear(widths[3], num_classes), zero_bias=(nn.Linear,))

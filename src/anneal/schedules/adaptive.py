@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from anneal.errors import require
@@ -20,8 +21,28 @@ from anneal.schedules.curves import (
 )
 
 
+class Learning(Schedule):
+    """A schedule that learns from a held-out metric. What it has learnt is its dataclass fields that are not
+    settings (`init=False`): checkpoints keep them as plain values; its description shows its settings."""
+
+    def learnt(self) -> list[str]:
+        return [f.name for f in fields(self) if not f.init]  # type: ignore[arg-type]  # a dataclass, as subclasses are
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: copy.copy(getattr(self, name)) for name in self.learnt()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self.learnt():
+            setattr(self, name, copy.copy(state[name]))
+
+    def describe(self) -> str:
+        hidden = ("peak", "total", "interval", "clock")
+        shown = [f for f in fields(self) if f.init and f.name not in hidden]  # type: ignore[arg-type]
+        return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)}' for f in shown)})"
+
+
 @dataclass(eq=False)
-class AdaptiveSGDR(Schedule):
+class AdaptiveSGDR(Learning):
     """SGDR with a trigger and decaying restart peaks (a published SGDR variant): hold the peak until the
     validation accuracy first reaches `trigger_val_acc`, then run SGDR cycles. Whenever the validation
     accuracy improves, the next restart's peak becomes max(current peak / compression, current lr), or the
@@ -91,30 +112,12 @@ class AdaptiveSGDR(Schedule):
         ends = [start + e for e in restart_times(self.T_0, self.T_mult, self.total - start)]
         return ends_within(ends, self.total, self.interval)
 
-    def describe(self) -> str:
-        return (
-            f"AdaptiveSGDR(T_0={self.T_0}, T_mult={self.T_mult}, lr_min={self.lr_min}, "
-            f"trigger_val_acc={self.trigger_val_acc}, compression={self.compression})"
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "triggered_at": self.triggered_at,
-            "peaks": list(self.peaks),
-            "next_peak": self.next_peak,
-            "best_val_acc": self.best_val_acc,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.triggered_at, self.peaks = state["triggered_at"], list(state["peaks"])
-        self.next_peak, self.best_val_acc = state["next_peak"], state["best_val_acc"]
-
 
 PLATEAU_MONITORS = ("val/loss", "val/acc")
 
 
 @dataclass(eq=False)
-class Plateau(Schedule):
+class Plateau(Learning):
     """torch's ReduceLROnPlateau as a schedule: hold the lr, and multiply it by `factor` (not below min_lr)
     once the monitored held-out metric has not improved for more than `patience` evaluations; improving means
     beating the best by more than `threshold` (relative to it, or absolute); after a reduction, `cooldown`
@@ -178,21 +181,3 @@ class Plateau(Schedule):
         if self.bad_evaluations > self.patience:
             self.reductions.append(t)
             self.cooldown_left, self.bad_evaluations = self.cooldown, 0
-
-    def describe(self) -> str:
-        return (
-            f"Plateau(monitor={self.monitor}, mode={self.mode}, factor={self.factor}, patience={self.patience}, "
-            f"threshold={self.threshold}, cooldown={self.cooldown}, min_lr={self.min_lr})"
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "best": self.best,
-            "bad_evaluations": self.bad_evaluations,
-            "cooldown_left": self.cooldown_left,
-            "reductions": list(self.reductions),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.bad_evaluations = state["best"], state["bad_evaluations"]
-        self.cooldown_left, self.reductions = state["cooldown_left"], list(state["reductions"])
