@@ -156,8 +156,6 @@ def test_failed_running_and_lost_jobs_are_listed_and_counted_per_arm(tmp_path):
     (sweep / "3" / ".anneal.lock").write_text("999999 elsewhere\n")  # a killed job's lock: nobody holds it
     make_run(sweep / "4", a1, 2, status="started")
     with open(sweep / "4" / ".anneal.lock", "w") as held:  # a live job holds its lock
-        import fcntl
-
         fcntl.flock(held, fcntl.LOCK_EX)
         assert main([str(sweep)]) == 0  # the report of one sweep goes into it
     summary = read_rows(sweep / "summary.csv")
@@ -270,3 +268,33 @@ def test_concurrent_writers_leave_a_study_of_every_finished_job(tmp_path):
     rows = read_rows(sweep / "study.csv")
     assert [r["n"] for r in rows] == ["3"] * 4
     assert not list(sweep.glob(".*.tmp"))
+
+
+def test_watch_rewrites_the_study_as_jobs_end_and_stops_when_none_runs(tmp_path):
+    """A cluster's sweep on shared storage: `--watch` marks a job that holds its lock as running, rewrites the
+    study when the job ends, and stops once no job runs."""
+    sweep = tmp_path / "sweep"
+    make_run(sweep / "0", arm({"schedule.T_0": 1}), 0, {"test/acc": 0.5})
+    make_run(sweep / "1", arm({"schedule.T_0": 1}), 1, status="started")
+    lock = open(sweep / "1" / ".anneal.lock", "w")  # noqa: SIM115 (held until the job "ends")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "anneal.report", str(sweep), "--watch", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = watcher.stdout.readline()
+        assert "1 finished, 1 running" in first
+        assert [r["status"] for r in read_rows(sweep / "summary.csv")] == ["finished", "running"]
+        shutil.rmtree(sweep / "1")  # the job ends: its finished directory replaces the one that ran
+        make_run(sweep / "1", arm({"schedule.T_0": 1}), 1, {"test/acc": 0.7})
+        lock.close()
+        assert watcher.wait(timeout=120) == 0
+        assert "2 finished" in watcher.stdout.read()
+    finally:
+        watcher.kill()
+    (row,) = read_rows(sweep / "study.csv")
+    assert row["n"] == "2" and float(row["test/acc_mean"]) == pytest.approx(0.6)
