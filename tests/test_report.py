@@ -4,8 +4,10 @@ comparisons, tables, figures, report.md, the CLI, hostile input, the W&B study r
 The run directories here are written with the record's own writers (tests/fabricate.py), so every number is
 known; the real path (train.py sweeps pooled by the report) is in tests/test_sweeps.py."""
 
+import fcntl
 import math
 import os
+import shutil
 import subprocess
 import sys
 
