@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +25,7 @@ from anneal.console import quiet_library_noise
 from anneal.data import ImageData
 from anneal.errors import require
 from anneal.interrupts import Interrupted, StopSignals
+from anneal.loggers import warm_up_wandb
 from anneal.lr_find import RecordingClassifier, lr_find
 from anneal.module import Classifier
 from anneal.preview import render
@@ -53,7 +55,8 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
     claim = claimed if rank_zero else unclaimed
     resuming = cfg.mode == "train" and cfg.ckpt_path is not None
     with claim(Path(cfg.output_dir), resuming=resuming) as files:
-        keeper = RecordKeeper(config.start_record(cfg, files, save=False), files, rank_zero)
+        record = config.start_record(cfg, files, save=False)
+        keeper = RecordKeeper(record, config.arm_label_soon(record.arm), files, rank_zero)
         if not resuming:  # a resume's record changes only once its checkpoint is accepted
             keeper.accept()
         with keeper.outcome():
@@ -65,8 +68,14 @@ class RecordKeeper:
     resume, so that a refused resume leaves the record of the run it refused as it was), then updated with how
     the run ended: finished, failed (and why, in one line) or stopped by a signal."""
 
-    def __init__(self, record: RunRecord, files: RunFiles, writer: bool):
-        self.record, self.files, self.writer, self.accepted = record, files, writer, False
+    def __init__(self, record: RunRecord, label: Future[str], files: RunFiles, writer: bool):
+        self.record, self.label, self.files, self.writer, self.accepted = record, label, files, writer, False
+
+    def labelled(self) -> RunRecord:
+        """The record with its arm's label, once the label is ready (it is composed on a thread)."""
+        if not self.record.label:
+            self.record.label = self.label.result()
+        return self.record
 
     def accept(self) -> None:
         self.accepted = True
@@ -74,7 +83,7 @@ class RecordKeeper:
 
     def save(self) -> None:
         if self.writer and self.accepted:
-            self.record.save(self.files)
+            self.labelled().save(self.files)
 
     @contextlib.contextmanager
     def outcome(self) -> Iterator[None]:
@@ -93,8 +102,9 @@ class RecordKeeper:
 def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: StopSignals) -> float | None:
     record = keeper.record
     config.check_run_settings(cfg)
+    if starts_wandb(cfg):
+        warm_up_wandb()
     L.seed_everything(cfg.seed, workers=True)
-    config.name_wandb_run(cfg, record)
     datamodule = config.build_data(cfg)
     spec = config.build_network(cfg, datamodule.num_classes)
     optimizer, peak = config.build_optimizer(cfg, spec.network)
@@ -133,6 +143,7 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
         # the resolved config, as the run uses it
         save_text(OmegaConf.to_yaml(cfg, resolve=True), files.config)
     keeper.accept()
+    config.name_wandb_run(cfg, keeper.labelled())
     loggers = start_loggers(cfg)
     trainer.loggers = loggers
     for logger in loggers:
@@ -159,6 +170,11 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+
+
+def starts_wandb(cfg: DictConfig) -> bool:
+    target = str(OmegaConf.select(cfg, "logger._target_", default="") or "")
+    return target.endswith("wandb_logger") and OmegaConf.select(cfg, "logger.mode", default="auto") != "disabled"
 
 
 def start_loggers(cfg: DictConfig) -> list[Logger]:

@@ -1,8 +1,13 @@
 """Saves the run's lr plan (PNG + CSV) in its directory at the start and logs it to W&B. A schedule
-that adapts to a held-out metric is drawn again at the end, as it actually ran."""
+that adapts to a held-out metric is drawn again at the end, as it actually ran.
+
+The start's picture is drawn on a thread while training begins (matplotlib and the drawing take a few tenths of
+a second, which the first step would otherwise wait for), and logged once it is ready, at the next epoch's end
+(W&B takes a step only after the steps it has: never from the thread)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +21,45 @@ from anneal.schedules import LrPlan
 
 
 class LrSchedulePlot(RunCallback):
+    def __init__(self) -> None:
+        self.drawing: threading.Thread | None = None
+        self.drawn: Path | None = None
+
     def use_plan(self, plan: LrPlan) -> None:
         self.plan = plan
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self._draw(trainer, "")
+        debugging = trainer.fast_dev_run  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
+        if trainer.is_global_zero and not debugging:
+            files = RunFiles(Path(trainer.default_root_dir))
+            self.drawing = threading.Thread(target=self.draw, args=(files, ""), name="lr-plot", daemon=True)
+            self.drawing.start()
+
+    def draw(self, files: RunFiles, note: str) -> None:
+        self.drawn, _ = render(self.plan, files, f"lr schedule{note}: {self.plan.describe()}")
+
+    def finish_drawing(self, trainer: L.Trainer) -> None:
+        """Wait for the start's picture and log it (once)."""
+        if self.drawing is None:
+            return
+        self.drawing.join()
+        self.drawing = None
+        if self.drawn is not None:
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image(key="lr_schedule", images=[str(self.drawn)], step=trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.finish_drawing(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
+        self.finish_drawing(trainer)  # a run stopped in its first epoch still leaves its picture
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if self.plan.monitor is not None:
-            self._draw(trainer, f" (as it ran: it follows {self.plan.monitor})")
-
-    def _draw(self, trainer: L.Trainer, note: str) -> None:
-        if not trainer.is_global_zero or trainer.fast_dev_run:  # type: ignore[attr-defined]  # set in Trainer.__init__
-            return
-        png, _ = render(
-            self.plan, RunFiles(Path(trainer.default_root_dir)), f"lr schedule{note}: {self.plan.describe()}"
-        )
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="lr_schedule", images=[str(png)], step=trainer.global_step)
+        self.finish_drawing(trainer)
+        debugging = trainer.fast_dev_run  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
+        if self.plan.monitor is not None and trainer.is_global_zero and not debugging:
+            self.draw(RunFiles(Path(trainer.default_root_dir)), f" (as it ran: it follows {self.plan.monitor})")
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger) and self.drawn is not None:
+                    logger.log_image(key="lr_schedule", images=[str(self.drawn)], step=trainer.global_step)

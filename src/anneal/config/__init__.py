@@ -13,13 +13,14 @@ from anneal.config.build import (
     build_trainer,
 )
 from anneal.config.checks import check_optimized_metric, check_run_settings
-from anneal.config.identity import arm_of_config, name_wandb_run, part, start_record, wandb_config
+from anneal.config.identity import arm_label_soon, arm_of_config, name_wandb_run, part, start_record, wandb_config
 from anneal.config.keys import instantiate, instantiate_optional, keys
 from anneal.config.resume import RESUMABLE, check_resume, settings_of
 
 __all__ = [
     "RESUMABLE",
     "NetworkSpec",
+    "arm_label_soon",
     "arm_of_config",
     "build_callbacks",
     "build_data",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -64,6 +65,15 @@ def arm_label(arm: Arm) -> str:
     return label_against(arm, default_options, option_defaults)
 
 
+def arm_label_soon(arm: Arm) -> Future[str]:
+    """arm_label, computed on a thread while the run builds its data and network: composing the defaults twice
+    takes a few tenths of a second, which a job would otherwise wait before its first step."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arm-label")
+    future = executor.submit(arm_label, arm)
+    executor.shutdown(wait=False)
+    return future
+
+
 def wandb_group(record: RunRecord) -> str:
     """W&B's group for the run: its arm, readable and unique (`sgdr T_0=2 · 3f9a2c1b07`)."""
     label = record.label if len(record.label) <= 100 else record.label[:99] + "…"
@@ -101,7 +111,8 @@ def wandb_config(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
 
 
 def start_record(cfg: DictConfig, files: RunFiles, save: bool = True) -> RunRecord:
-    """run.json for a run starting now; a resume adds an attempt to the run's record."""
+    """run.json for a run starting now (its label comes later: `arm_label_soon`); a resume adds an attempt to the
+    run's record."""
     arm = arm_of_config(cfg)
     attempt = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides_of(), "mode": cfg.mode}
     previous = None
@@ -115,7 +126,6 @@ def start_record(cfg: DictConfig, files: RunFiles, save: bool = True) -> RunReco
         seed=cfg.seed,
         overrides=previous.overrides if previous else overrides_of(),
         sweep=previous.sweep if previous else sweep_of(),
-        label=arm_label(arm),
         attempts=[*(previous.attempts if previous else []), attempt],
     )
     if save:
