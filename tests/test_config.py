@@ -29,6 +29,8 @@ def test_every_group_has_options():
         "adaptive_sgdr",
         "plateau",
         "ramp_down",
+        "linear",
+        "wsd",
     }
 
 

@@ -77,6 +77,12 @@ INVALID = [
     (["schedule=plateau"], "data.val_size"),  # a held-out metric to watch
     (["schedule=plateau", "data.val_size=100", "schedule.monitor=test/acc"], "schedule.monitor"),
     (["schedule=cyclic", "schedule.step_size=2000.5steps"], "schedule.step_size"),
+    (["schedule=wsd", "schedule.cooldown=31"], "schedule.cooldown"),  # longer than the run
+    (["schedule=wsd", "warmup=linear", "warmup.epochs=5", "schedule.cooldown=26"], "schedule.cooldown"),
+    (["schedule=wsd", "schedule.shape=exp"], "schedule.shape"),
+    (["schedule=wsd", "schedule.lr_min=150%"], "schedule.lr_min"),
+    (["schedule=linear", "schedule.lr_min=0.1"], "schedule.lr_min"),  # above the peak optimizer.lr=0.05
+    (["schedule=cosine", "schedule.lr_min=tenpercent"], "schedule.lr_min"),
 ]
 
 
