@@ -83,6 +83,9 @@ INVALID = [
     (["schedule=wsd", "schedule.lr_min=150%"], "schedule.lr_min"),
     (["schedule=linear", "schedule.lr_min=0.1"], "schedule.lr_min"),  # above the peak optimizer.lr=0.05
     (["schedule=cosine", "schedule.lr_min=tenpercent"], "schedule.lr_min"),
+    (["averaging=lawa", "averaging.k=0"], "averaging.k"),
+    (["averaging=lawa", "averaging.every=31"], "averaging.every"),  # no point within training
+    (["averaging=lawa", "averaging.every=0steps"], "averaging.every"),
 ]
 
 
