@@ -86,6 +86,13 @@ INVALID = [
     (["averaging=lawa", "averaging.k=0"], "averaging.k"),
     (["averaging=lawa", "averaging.every=31"], "averaging.every"),  # no point within training
     (["averaging=lawa", "averaging.every=0steps"], "averaging.every"),
+    (["optimizer=sgd_schedulefree"], "schedule=Cosine is invalid with optimizer=SGDScheduleFree"),  # decays
+    (["optimizer=adamw_schedulefree", "schedule=wsd"], "schedule=WarmupStableDecay is invalid with optimizer="),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "averaging=swa"], "averaging=SWA is invalid with optimizer"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "averaging=lawa"], "averaging=LAWA is invalid"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "optimizer.warmup_steps=100"], "optimizer.warmup_steps"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "optimizer.momentum=1.0"], "optimizer settings"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "ensemble=snapshot"], "ensemble=snapshot needs"),
 ]
 
 

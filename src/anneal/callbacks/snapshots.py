@@ -70,8 +70,9 @@ class SnapshotEnsemble(RunCallback):
             return
         epoch = self.plan.clock.epochs(step)
         file = f"snapshots/snapshot_{len(self.snapshots) + 1:02d}_epoch{epoch:g}.pt"
-        if trainer.is_global_zero:
-            save_tensors(pl_module.network.state_dict(), Path(trainer.default_root_dir) / file)
+        with pl_module.evaluated() as network:  # a schedule-free optimizer's average, not its gradient point
+            if trainer.is_global_zero:
+                save_tensors(network.state_dict(), Path(trainer.default_root_dir) / file)
         self.snapshots.append({"epoch": epoch, "step": step, "file": file})
         log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots), epoch, step, file)
 
