@@ -192,11 +192,11 @@ class Classifier(L.LightningModule):
             yield self.network
             return
         trained = {key: value.clone() for key, value in self.network.state_dict().items()}
-        optimizer.eval()
         data = self.trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning when fitting or testing
-        with isolate_rng():  # dropout in the pass must not move training's random stream
-            update_bn(data.batches("train"), self.network, device=self.device)  # no pass without BatchNorm
         try:
+            optimizer.eval()
+            with isolate_rng():  # dropout in the pass must not move training's random stream
+                update_bn(data.batches("train"), self.network, device=self.device)  # no pass without BatchNorm
             yield self.network
         finally:
             optimizer.train()
