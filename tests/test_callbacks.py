@@ -9,13 +9,15 @@ import torch
 from conftest import FAST, compose_config
 from torch import nn
 
-from anneal.callbacks import EMA, SWA, RunCallback, SnapshotEnsemble
+from anneal.callbacks import EMA, LAWA, SWA, LastCheckpoint, RunCallback, SnapshotEnsemble
+from anneal.callbacks.lawa import mean_weights
 from anneal.config import keys
 from anneal.data import Synthetic
 from anneal.ensemble import evaluate_run_dir
 from anneal.errors import ConfigError
 from anneal.evaluation import classification_metrics, ensemble_rows
 from anneal.module import Classifier
+from anneal.record import Evaluation
 from anneal.run import run
 from anneal.schedules import SGDR, Clock, Cosine, Cyclic, LrPlan, LrRecipe
 from anneal.storage import load_tensors
@@ -72,7 +74,7 @@ def fit(
         default_root_dir=tmp_path,
         callbacks=callbacks,
         enable_checkpointing=ckpt_path is not None
-        or any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks),
+        or any(isinstance(c, L.pytorch.callbacks.Checkpoint) for c in callbacks),
     )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     return trainer, module, data
@@ -276,6 +278,13 @@ def plan_of(epochs: float, schedule=Cosine) -> LrPlan:
         (lambda: EMA(decay=0.0), "averaging.decay"),
         (lambda: EMA(every_n_steps=0), "averaging.every_n_steps"),
         (lambda: SnapshotEnsemble(max_members=0), "ensemble.max_members"),
+        (lambda: LAWA(k=0), "averaging.k"),
+        (lambda: LAWA(k=2.5), "averaging.k"),
+        (lambda: LAWA(every="-1 steps"), "averaging.every"),
+        (lambda: LAWA(every=0).use_plan(plan_of(10)), "averaging.every"),
+        (lambda: LAWA(every=11).use_plan(plan_of(10)), "averaging.every"),  # no point within training
+        (lambda: LAWA(start=0.5), "averaging.start"),  # ambiguous
+        (lambda: LAWA(start=10).use_plan(plan_of(10)), "averaging.start"),
     ],
 )
 def test_invalid_averaging_and_ensemble_settings(make, key):
@@ -392,3 +401,86 @@ def test_swa_in_optimizer_steps_is_torchcontribs_automatic_mode(tmp_path):
         torch.testing.assert_close(value.detach(), mean_of([record.after_step[s] for s in steps], key))
     plan = trainer.lr_scheduler_configs[0].scheduler.plan
     assert [plan.lr(s) == 0.01 for s in range(6 * SPE)] == [s >= 20 for s in range(6 * SPE)]  # at once, from 20
+
+
+@pytest.mark.parametrize(
+    "settings, points",
+    [
+        ({"k": 3, "every": 1}, [5 * SPE, 6 * SPE, 7 * SPE]),  # once per epoch: the last three epoch ends
+        ({"k": 4, "every": "5 steps", "start": 2}, [41, 46, 51, 56]),  # every 5 steps from step 16
+        ({"k": 10, "every": "50%", "start": 0}, [28, 56]),  # fewer points than k: all of them
+    ],
+)
+def test_lawa_is_the_uniform_mean_of_the_latest_k_weights(tmp_path, settings, points):
+    record, lawa = RecordWeights(), LAWA(**settings, bn_update=False)
+    _, module, _ = fit(tmp_path, [lawa, record])
+    assert [w["step"] for w in lawa.window] == points
+    network, n = lawa.averaged(module)
+    assert n == len(points)
+    averaged = network.state_dict()
+    for key, value in averaged.items():
+        if value.is_floating_point():  # BatchNorm statistics too, with bn_update off
+            torch.testing.assert_close(value, mean_of([record.after_step[s] for s in points], key))
+    earlier = [s - 1 for s in points]  # the steps just before: a control
+    assert not torch.allclose(averaged["0.weight"], mean_of([record.after_step[s] for s in earlier], "0.weight"))
+    assert torch.equal(averaged["1.num_batches_tracked"], record.after_step[points[-1]]["1.num_batches_tracked"])
+
+
+def test_lawa_results_recompute_batchnorm_and_save_the_average(tmp_path):
+    lawa = LAWA(k=3)
+    trainer, module, data = fit(tmp_path, [lawa], epochs=4)
+    results = lawa.results(trainer, module, data)
+    assert results["lawa/n_averaged"] == 3 and results["lawa/epochs"] == [2, 3, 4]
+    assert results["lawa/bn_update_images"] == 256
+    saved = load_tensors(tmp_path / "lawa.pt")
+    weights = mean_weights([w["weights"] for w in lawa.window], torch.device("cpu"))
+    assert torch.equal(saved["0.weight"], weights["0.weight"])
+    assert not torch.equal(saved["1.running_mean"], weights["1.running_mean"])  # recomputed, not averaged
+    network = TinyBN()
+    network.load_state_dict(saved)
+    assert results["lawa/test/acc"] == pytest.approx(classification_metrics(*_predict(network, data))["acc"])
+    assert "lawa/test/acc" in [m.key for m in lawa.declare(Evaluation(("test",), "test"))]
+
+
+def test_lawa_window_resumes_exactly_from_a_mid_run_checkpoint(tmp_path):
+    def callbacks(run_dir):
+        return [LAWA(k=3, every=2), LastCheckpoint(dirpath=str(run_dir / "checkpoints"))]
+
+    reference = callbacks(tmp_path / "a")
+    reference_trainer, reference_module, data = fit(tmp_path / "a", reference)
+    interrupted = callbacks(tmp_path / "b")
+    fit(tmp_path / "b", interrupted, stop_after=4)  # the 7-epoch run, stopped after epoch 4
+    assert [w["step"] for w in interrupted[0].window] == [16, 32]
+    resumed = callbacks(tmp_path / "b")
+    trainer, module, _ = fit(tmp_path / "b", resumed, ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
+    assert (
+        [w["step"] for w in resumed[0].window] == [w["step"] for w in reference[0].window] == [16, 32, 48]
+    )  # two from before the interruption
+    for got, expected in zip(resumed[0].window, reference[0].window):
+        for key, value in got["weights"].items():
+            assert torch.equal(value, expected["weights"][key]), key
+    assert resumed[0].results(trainer, module, data) == reference[0].results(reference_trainer, reference_module, data)
+    assert torch.equal(
+        load_tensors(tmp_path / "a" / "lawa.pt")["0.weight"], load_tensors(tmp_path / "b" / "lawa.pt")["0.weight"]
+    )
+
+
+def test_lawa_runs_beside_the_trained_network_with_a_validation_split(tmp_path):
+    cfg = compose_config(
+        "data=synthetic",
+        "data.train_size=320",
+        "data.test_size=64",
+        "data.val_size=64",
+        "data.batch_size=32",
+        "trainer.max_epochs=4",
+        "averaging=lawa",
+        "averaging.k=2",
+        "optimized_metric=lawa/val/acc",
+        *FAST,
+        output_dir=tmp_path,
+    )
+    assert run(cfg) is not None
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["lawa/n_averaged"] == 2 and results["lawa/epochs"] == [3, 4]
+    assert {"lawa/test/acc", "lawa/test/loss", "lawa/val/acc", "lawa/val/loss", "test/acc"} <= set(results)
+    assert (tmp_path / "lawa.pt").is_file()

@@ -32,6 +32,8 @@ def test_every_group_has_options():
         "adaptive_sgdr",
         "plateau",
         "ramp_down",
+        "linear",
+        "wsd",
     }
 
 

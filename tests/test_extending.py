@@ -36,22 +36,22 @@ def extended(tmp_path, monkeypatch):
     shutil.copytree(CONF, conf)
     blocks = BLOCK.findall((ROOT / "docs" / "extending.md").read_text())
     assert [path for _, path, _ in blocks] == [
-        "src/anneal/schedules/curves.py",
-        "conf/schedule/linear.yaml",
+        "src/anneal/schedules/decays.py",
+        "conf/schedule/poly.yaml",
         "src/anneal/models/tiny.py",
         "conf/model/tiny.yaml",
         "src/anneal/callbacks/weight_norm.py",
         "src/anneal/data/arrays.py",
         "conf/data/arrays.yaml",
     ]
-    namespace = vars(anneal.schedules.curves).copy()  # the schedule goes at the end of curves.py
+    namespace = vars(anneal.schedules.decays).copy()  # the schedule goes at the end of decays.py
     for kind, path, text in blocks:
         if kind == "yaml":
             (conf / path.removeprefix("conf/")).write_text(text)
         else:
             exec(compile(text, path, "exec"), namespace)
     monkeypatch.setattr(anneal.data, "NumpyImages", namespace["NumpyImages"], raising=False)
-    monkeypatch.setattr(anneal.schedules, "LinearDecay", namespace["LinearDecay"], raising=False)
+    monkeypatch.setattr(anneal.schedules, "PolynomialDecay", namespace["PolynomialDecay"], raising=False)
     monkeypatch.setattr(anneal.models, "TinyNet", namespace["TinyNet"], raising=False)
     monkeypatch.setattr(anneal.callbacks, "WeightNormAtCycleEnds", namespace["WeightNormAtCycleEnds"], raising=False)
     return conf
@@ -66,8 +66,8 @@ def test_the_new_schedule_and_network_train_and_the_lr_follows_the_formula(exten
     cfg = compose_in(
         extended,
         *SMALL,
-        "schedule=linear",
-        "schedule.lr_min=0.01",
+        "schedule=poly",
+        "schedule.power=2",
         "model=tiny",
         "model.width=8",
         "optimizer.lr=0.1",
@@ -76,11 +76,11 @@ def test_the_new_schedule_and_network_train_and_the_lr_follows_the_formula(exten
     )
     run(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["model"] == "TinyNet" and results["schedule"] == "LinearDecay(lr_min=0.01)"
+    assert results["model"] == "TinyNet" and results["schedule"] == "PolynomialDecay(power=2)"
     rows = [r for r in read_rows(tmp_path / "csv" / "version_0" / "metrics.csv") if r.get("lr-SGD")]
     assert len(rows) == 3 * 8
     for row in rows:
-        assert float(row["lr-SGD"]) == pytest.approx(0.1 + (0.01 - 0.1) * int(row["step"]) / 24)
+        assert float(row["lr-SGD"]) == pytest.approx(0.1 * (1 - int(row["step"]) / 24) ** 2)
 
 
 def test_the_new_callback_reads_the_plan_and_reports(extended, tmp_path):
@@ -103,7 +103,7 @@ def test_the_new_callback_reads_the_plan_and_reports(extended, tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["schedule=linear", "schedule.lr_min=-1"], "schedule.lr_min=-1 is invalid: must be in [0, the peak lr 0.05]"),
+        (["schedule=poly", "schedule.power=0"], "schedule.power=0 is invalid: must be > 0"),
         (["model=tiny", "model.width=0"], "model.width=0 is invalid: must be an integer >= 1"),
         (
             ["+callbacks.weight_norm._target_=anneal.callbacks.WeightNormAtCycleEnds"],

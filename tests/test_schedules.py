@@ -20,6 +20,7 @@ from anneal.schedules import (
     Cyclic,
     Exponential,
     ExponentialWarmup,
+    LinearDecay,
     LinearWarmup,
     LrPlan,
     LrRecipe,
@@ -32,6 +33,7 @@ from anneal.schedules import (
     ScheduleLR,
     Span,
     Step,
+    WarmupStableDecay,
     cycle_position,
     snapshot_cycles,
 )
@@ -235,7 +237,19 @@ def test_warmup_shifts_cycle_ends_and_composes_with_every_schedule():
         schedule=lambda peak, total, clock: SGDR(peak=peak, total=total, T_0=1, T_mult=2), warmup=LinearWarmup(epochs=2)
     )
     assert recipe.build(0.1, Clock(5, 45)).cycle_ends() == [3, 5, 9]
-    for factory in (Constant, Step, MultiStep, Exponential, Cosine, SGDR, Cyclic, OneCycle, AdaptiveSGDR):
+    for factory in (
+        Constant,
+        Step,
+        MultiStep,
+        Exponential,
+        Cosine,
+        SGDR,
+        Cyclic,
+        OneCycle,
+        AdaptiveSGDR,
+        LinearDecay,
+        WarmupStableDecay,
+    ):
         schedule = LrRecipe(schedule=factory, warmup=LinearWarmup(epochs=1)).build(0.1, Clock(4, 40)).schedule
         assert schedule(0) == 0.0 and schedule(1) == pytest.approx(factory(peak=0.1, total=9)(0))
 
@@ -327,6 +341,17 @@ def test_scheduler_state_roundtrip_keeps_adaptive_state():
         (AdaptiveSGDR, {"compression": 0.5}, "schedule.compression"),
         (snapshot_cycles, {"cycles": 0}, "schedule.cycles"),
         (snapshot_cycles, {"cycles": 41}, "schedule.cycles"),
+        (Cosine, {"lr_min": "110%"}, "schedule.lr_min"),
+        (Cosine, {"lr_min": "-5%"}, "schedule.lr_min"),
+        (SGDR, {"lr_min": "ten%"}, "schedule.lr_min"),
+        (Cyclic, {"lr_min": "10"}, "schedule.lr_min"),  # a string without % is not an lr
+        (LinearDecay, {"lr_min": 0.2}, "schedule.lr_min"),
+        (LinearDecay, {"lr_min": True}, "schedule.lr_min"),
+        (WarmupStableDecay, {"cooldown": 41}, "schedule.cooldown"),  # longer than the schedule
+        (WarmupStableDecay, {"cooldown": 0}, "schedule.cooldown"),
+        (WarmupStableDecay, {"cooldown": "3 weeks"}, "schedule.cooldown"),
+        (WarmupStableDecay, {"shape": "sqrt"}, "schedule.shape"),
+        (WarmupStableDecay, {"lr_min": "200%"}, "schedule.lr_min"),
     ],
 )
 def test_invalid_schedule_settings_are_rejected_naming_the_key(factory, kwargs, key):
@@ -507,3 +532,90 @@ def test_ramp_down_is_the_swa_reference_codes_schedule(epochs, length, swa_lr):
     for epoch in range(epochs):
         for within in (0.0, 0.5):  # the lr is set per epoch
             assert schedule(epoch + within) == pytest.approx(swa_reference_schedule(epoch, lr_init, budget, swa_lr))
+
+
+def test_linear_decay_equals_torch_linear_lr():
+    spe, epochs = 7, 12
+    n = spe * epochs
+    expected = drive(lambda o: torch_lr.LinearLR(o, start_factor=1.0, end_factor=0.1, total_iters=n), n)
+    assert_same(ours(LinearDecay(peak=0.1, total=epochs, lr_min=0.01), spe, n), expected)
+    schedule = LinearDecay(peak=0.1, total=10)  # straight to zero
+    assert [schedule(t) for t in (0, 2.5, 5, 10, 11)] == pytest.approx([0.1, 0.075, 0.05, 0.0, 0.0])
+    assert schedule.cycle_ends() == [] and schedule.cooldown_start() is None
+
+
+# (progress through the cooldown, the fraction of peak - lr_min left) for each shape, written out
+COOLDOWN_POINTS = {
+    "linear": [(0.0, 1.0), (0.25, 0.75), (0.5, 0.5), (1.0, 0.0)],
+    "cosine": [(0.0, 1.0), (0.25, (1 + math.cos(math.pi / 4)) / 2), (0.5, 0.5), (1.0, 0.0)],
+    "1-sqrt": [(0.0, 1.0), (0.25, 0.5), (0.5, 1 - math.sqrt(0.5)), (0.64, 0.2), (1.0, 0.0)],
+}
+
+
+@pytest.mark.parametrize("shape", COOLDOWN_POINTS)
+@pytest.mark.parametrize("lr_min, floor", [(0.0, 0.0), ("10%", 0.01), (0.004, 0.004)])
+def test_wsd_holds_the_peak_then_cools_down_along_its_shape(shape, lr_min, floor):
+    schedule = WarmupStableDecay(peak=0.1, total=50, shape=shape, lr_min=lr_min)  # cooldown: the last 20%, 10 epochs
+    assert schedule.cooldown_start() == pytest.approx(40)
+    assert [schedule(t) for t in (0, 13.7, 39.99, 40)] == [0.1] * 4
+    for progress, left in COOLDOWN_POINTS[shape]:
+        assert schedule(40 + 10 * progress) == pytest.approx(floor + (0.1 - floor) * left, abs=1e-15), progress
+    assert schedule(50) == schedule(51) == pytest.approx(floor, abs=1e-15)
+    lrs = [schedule(s / 10) for s in range(501)]
+    assert all(b <= a for a, b in zip(lrs, lrs[1:]))  # never rises
+
+
+def test_wsd_cooldown_in_epochs_or_steps_and_its_start():
+    clock = Clock(25, 25 * 30)
+    assert WarmupStableDecay(peak=0.1, total=30, cooldown=6).cooldown_start() == 24
+    assert WarmupStableDecay(peak=0.1, total=30, cooldown="150 steps", clock=clock).cooldown_start() == 24
+    whole = WarmupStableDecay(peak=0.1, total=30, cooldown="100%", shape="linear")
+    assert whole.cooldown_start() == 0 and whole(15) == pytest.approx(0.05)  # all cooldown: linear decay
+    assert [whole(t) for t in (0, 7, 30)] == pytest.approx([LinearDecay(peak=0.1, total=30)(t) for t in (0, 7, 30)])
+
+
+def test_wsd_before_its_cooldown_depends_on_the_peak_and_the_warmup_only():
+    """What lets one stable run serve several lengths: runs of 20 and 40 epochs take the same lr at every step
+    before the 20-epoch run's cooldown, and the plan says in epochs of the run where each cooldown starts."""
+    spe = 10
+    plans = {
+        epochs: LrRecipe(schedule=WarmupStableDecay, warmup=LinearWarmup(epochs=2)).build(0.1, Clock(spe, spe * epochs))
+        for epochs in (20, 40)
+    }
+    assert plans[20].cooldown_start() == pytest.approx(2 + 0.8 * 18)  # 20% of the schedule after the warmup
+    assert plans[40].cooldown_start() == pytest.approx(2 + 0.8 * 38)
+    first = plans[20].clock.step_at(plans[20].cooldown_start())
+    assert [plans[20].lr(s) for s in range(first + 1)] == [plans[40].lr(s) for s in range(first + 1)]
+    assert plans[20].lr(first + 1) < plans[40].lr(first + 1) == 0.1
+    assert plans[20].lr(5) == pytest.approx(0.025)  # in the warmup
+    assert LrRecipe(schedule=Cosine).build(0.1, Clock(spe, 100)).cooldown_start() is None
+
+
+def test_wsd_cooldown_longer_than_the_schedule_after_the_warmup_is_refused():
+    recipe = LrRecipe(schedule=partial(WarmupStableDecay, cooldown=10), warmup=LinearWarmup(epochs=2))
+    with pytest.raises(ConfigError, match=r"schedule\.cooldown='10 epochs' is invalid: .* schedule's 8 epochs"):
+        recipe.build(0.1, Clock(10, 100))
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [Cosine, SGDR, LinearDecay, WarmupStableDecay, partial(Cyclic, step_size=2), snapshot_cycles, AdaptiveSGDR],
+)
+def test_lr_min_as_a_share_of_the_peak_is_that_lr(factory):
+    share, absolute = factory(peak=0.2, total=20, lr_min="10%"), factory(peak=0.2, total=20, lr_min=0.02)
+    assert share.floor == pytest.approx(0.02)
+    assert [share(t / 4) for t in range(81)] == pytest.approx([absolute(t / 4) for t in range(81)], rel=1e-12)
+    assert "lr_min=10%" in share.describe()  # reported as given
+
+
+def test_lr_min_as_a_share_from_the_command_line(tmp_path):
+    from conftest import compose_config
+    from hydra.utils import instantiate
+
+    from anneal.config import check_run_settings
+
+    for name in ("cosine", "sgdr", "linear", "wsd", "snapshot"):
+        cfg = compose_config(f"schedule={name}", "schedule.lr_min=10%", output_dir=tmp_path)
+        check_run_settings(cfg)  # the types: a string with % is accepted where an lr is
+        schedule = instantiate(cfg.schedule)(peak=cfg.optimizer.lr, total=cfg.trainer.max_epochs)
+        assert schedule.floor == pytest.approx(0.1 * cfg.optimizer.lr), name

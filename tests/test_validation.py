@@ -88,6 +88,22 @@ INVALID = [
         "callbacks.x is invalid: Lightning's StochasticWeightAveraging",
     ),
     (["+callbacks.x._target_=lightning.pytorch.callbacks.LearningRateMonitor"], "callbacks.x is invalid"),
+    (["schedule=wsd", "schedule.cooldown=31"], "schedule.cooldown"),  # longer than the run
+    (["schedule=wsd", "warmup=linear", "warmup.epochs=5", "schedule.cooldown=26"], "schedule.cooldown"),
+    (["schedule=wsd", "schedule.shape=exp"], "schedule.shape"),
+    (["schedule=wsd", "schedule.lr_min=150%"], "schedule.lr_min"),
+    (["schedule=linear", "schedule.lr_min=0.1"], "schedule.lr_min"),  # above the peak optimizer.lr=0.05
+    (["schedule=cosine", "schedule.lr_min=tenpercent"], "schedule.lr_min"),
+    (["averaging=lawa", "averaging.k=0"], "averaging.k"),
+    (["averaging=lawa", "averaging.every=31"], "averaging.every"),  # no point within training
+    (["averaging=lawa", "averaging.every=0steps"], "averaging.every"),
+    (["optimizer=sgd_schedulefree"], "schedule=Cosine is invalid with optimizer=SGDScheduleFree"),  # decays
+    (["optimizer=adamw_schedulefree", "schedule=wsd"], "schedule=WarmupStableDecay is invalid with optimizer="),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "averaging=swa"], "averaging=SWA is invalid with optimizer"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "averaging=lawa"], "averaging=LAWA is invalid"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "optimizer.warmup_steps=100"], "optimizer.warmup_steps"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "optimizer.momentum=1.0"], "optimizer settings"),
+    (["optimizer=sgd_schedulefree", "schedule=constant", "ensemble=snapshot"], "ensemble=snapshot needs"),
 ]
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any, cast
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.seed import isolate_rng
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
+from torch.optim.swa_utils import update_bn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -20,6 +23,12 @@ from anneal.record import Metric as Declared
 from anneal.schedules import LrPlan, ScheduleLR
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # takes params: Hydra's `_partial_` of an optimizer
+
+
+def is_schedule_free(optimizer: torch.optim.Optimizer) -> bool:
+    """A schedule-free optimizer (Defazio et al. 2024, the `schedulefree` package) trains at one point and is
+    evaluated at another: it has `train()` and `eval()`, which move the parameters between the two."""
+    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
 
 
 class Classifier(L.LightningModule):
@@ -54,6 +63,8 @@ class Classifier(L.LightningModule):
         # torchmetrics' bookkeeping on every update costs ~4% of a small network's step
         self.train_sums: Tensor | None = None  # loss * images, correct, images
         self._compiled = False
+        self.schedule_free: Any = None  # the optimizer, when it is schedule-free
+        self._evaluation = ExitStack()
 
     def configure_model(self) -> None:
         if self.compile_network and not self._compiled:
@@ -189,5 +200,47 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         optimizer = self.optimizer_factory(params=self.parameters())
+        self.schedule_free = optimizer if is_schedule_free(optimizer) else None
         scheduler = ScheduleLR(optimizer, self.plan)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # --- schedule-free optimizers (Defazio et al. 2024, "The Road Less Scheduled") --------------------------------
+    # They take gradients at one point (y) and are evaluated at another (x, the average of their iterates, which
+    # `eval()` moves the parameters to). The optimizer is in train mode for every training step. Every evaluation
+    # (the held-out curve, the final test and validation, snapshots) runs at x with BatchNorm statistics recomputed
+    # there, and puts y and its statistics back bit for bit afterwards: evaluating never changes training, and the
+    # checkpoints, written outside evaluations, hold y (and z in the optimizer's state), so a resume is exact.
+
+    @contextmanager
+    def evaluated(self) -> Iterator[nn.Module]:
+        """The network at the weights it is evaluated at: as trained, or a schedule-free optimizer's average x."""
+        optimizer = self.schedule_free
+        if optimizer is None:
+            yield self.network
+            return
+        trained = {key: value.clone() for key, value in self.network.state_dict().items()}
+        data = self.trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning when fitting or testing
+        try:
+            optimizer.eval()
+            with isolate_rng():  # dropout in the pass must not move training's random stream
+                update_bn(data.batches("train"), self.network, device=self.device)  # no pass without BatchNorm
+            yield self.network
+        finally:
+            optimizer.train()
+            self.network.load_state_dict(trained)
+
+    def on_train_epoch_start(self) -> None:
+        if self.schedule_free is not None:
+            self.schedule_free.train()
+
+    def on_validation_start(self) -> None:
+        self._evaluation.enter_context(self.evaluated())
+
+    def on_validation_end(self) -> None:
+        self._evaluation.close()
+
+    def on_test_start(self) -> None:
+        self._evaluation.enter_context(self.evaluated())
+
+    def on_test_end(self) -> None:
+        self._evaluation.close()

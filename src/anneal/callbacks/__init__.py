@@ -8,12 +8,14 @@ from anneal.callbacks.checkpoints import LastCheckpoint, SaveOnInterrupt
 from anneal.callbacks.curves import StepCurves
 from anneal.callbacks.guards import NonFiniteLossGuard
 from anneal.callbacks.history import History
+from anneal.callbacks.lawa import LAWA
 from anneal.callbacks.lr_plot import LrSchedulePlot
 from anneal.callbacks.snapshots import SnapshotEnsemble
 from anneal.callbacks.startup import JobStart, StartupTimer
 
 __all__ = [
     "EMA",
+    "LAWA",
     "SWA",
     "History",
     "JobStart",

@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn, update_bn
 
 from anneal.callbacks.base import RunCallback
@@ -111,9 +112,18 @@ class WeightAverage(RunCallback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
         if step > self.last_step and step >= self.start_step and self.should_update(step):
-            assert self.average is not None
-            self.average.update_parameters(pl_module.network)
+            self.update(pl_module.network, step)
             self.last_step = step
+
+    def update(self, network: nn.Module, step: int) -> None:
+        assert self.average is not None
+        self.average.update_parameters(network)
+
+    def averaged(self, module: Any) -> tuple[nn.Module, int]:
+        """The averaged network, and how many weights it averages (0: none yet)."""
+        if self.average is None:
+            return module.network, 0
+        return self.average.module, int(self.average.n_averaged.item())
 
     def state_dict(self) -> dict[str, Any]:
         return {"average": None if self.average is None else self.average.state_dict(), "last_step": self.last_step}
@@ -129,12 +139,11 @@ class WeightAverage(RunCallback):
         """BN statistics recomputed with one pass over the training data (no augmentation, the whole set
         on every rank), then the averaged network on val (if held out) and test; its weights saved."""
         p = self.prefix
-        n = 0 if self.average is None else int(self.average.n_averaged.item())
+        network, n = self.averaged(module)
         if n == 0:
             log.warning("averaging=%s: no weights were averaged (start at epoch %g)", p, self.start_epochs)
             return {f"{p}/n_averaged": 0}
-        assert self.average is not None
-        network, device = self.average.module, module.device
+        device = module.device
         results: dict[str, Any] = {f"{p}/n_averaged": n}
         if self.bn_update:
             train = datamodule.batches("train")  # unsharded: every rank sees the whole training set

@@ -94,8 +94,9 @@ class SnapshotEnsemble(RunCallback):
         epoch = self.plan.clock.epochs(step)
         files = RunFiles(Path(trainer.default_root_dir))
         file = files.relative(files.snapshot(len(self.snapshots) + 1, epoch))
-        if trainer.is_global_zero:
-            save_tensors(pl_module.network.state_dict(), files.directory / file)
+        with pl_module.evaluated() as network:  # a schedule-free optimizer's average, not its gradient point
+            if trainer.is_global_zero:
+                save_tensors(network.state_dict(), files.directory / file)
         self.snapshots.append({"epoch": epoch, "step": step, "file": file})
         log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots), epoch, step, file)
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from anneal.callbacks import RunCallback
+from anneal.config.checks import check_schedule_free
 from anneal.config.keys import instantiate, instantiate_optional, keys
 from anneal.data import ImageData
 from anneal.errors import ConfigError, require
@@ -69,11 +70,12 @@ def build_optimizer(cfg: DictConfig, network: nn.Module) -> tuple[Any, float]:
     with keys("optimizer"):
         factory = instantiate(node)
         try:
-            peak = factory(params=network.parameters()).defaults["lr"]
+            optimizer = factory(params=network.parameters())
         except (TypeError, ValueError, LookupError) as error:  # what torch says of the other arguments
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ConfigError("", text=f"{{key}} settings are invalid: {reason}") from None
-    return factory, peak
+    check_schedule_free(cfg, optimizer)
+    return factory, optimizer.defaults["lr"]
 
 
 # Lightning's callbacks that change the lr or replace anneal's schedule (the run's lr would no longer be its plan,

@@ -14,6 +14,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig
 
 from anneal.errors import ConfigError, require
+from anneal.module import is_schedule_free
 from anneal.record import Metric
 from anneal.schedules import Span
 
@@ -152,6 +153,42 @@ def check_types(node: DictConfig, group: str) -> None:
         hint = hints.get(name)
         if hint is not None and not name.startswith("_") and not accepts(hint, value):
             raise ConfigError(f"{group}.{name}", value, f"must be {describe(hint)}")
+
+
+def check_schedule_free(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> None:
+    """A schedule-free optimizer (Defazio et al. 2024) stands in for a decaying lr schedule and is evaluated at an
+    average of its iterates: it takes schedule=constant (warmed up by the warmup group, not by its own warmup_steps,
+    so that there is one warmup) and no weight-averaging callback, which would average the points it takes
+    gradients at, never the ones it is evaluated at."""
+    if not is_schedule_free(optimizer):
+        return
+    name = f"optimizer={type(optimizer).__name__}"
+    warmup_steps = cfg.optimizer.get("warmup_steps", 0)
+    require(
+        warmup_steps == 0,
+        "optimizer.warmup_steps",
+        warmup_steps,
+        "must be 0: warm up with the warmup group (e.g. warmup=linear warmup.epochs=2), which drives the lr of "
+        "every optimizer, so that there is one warmup",
+    )
+    if cfg.mode == "lr_find":  # a range test sets the lr itself and averages nothing
+        return
+    schedule = str(cfg.schedule.get("_target_", "")).rsplit(".", 1)[-1]
+    if schedule != "Constant":
+        raise ConfigError(
+            "schedule",
+            text=f"{{key}}={schedule} is invalid with {name}: a schedule-free optimizer replaces a decaying lr "
+            "schedule by averaging its iterates (Defazio et al. 2024); use schedule=constant, the one schedule "
+            "allowed with it (a warmup composes with it)",
+        )
+    averaging = str((cfg.averaging or {}).get("_target_", "")).rsplit(".", 1)[-1]
+    if averaging:
+        raise ConfigError(
+            "averaging",
+            text=f"{{key}}={averaging} is invalid with {name}: the optimizer is evaluated at x, an average of its "
+            "iterates it keeps itself, while the averaging callback would average the points it takes gradients "
+            "at (y), which are never evaluated; use averaging=none",
+        )
 
 
 def check_optimized_metric(cfg: DictConfig, declared: list[Metric]) -> None:

@@ -7,18 +7,18 @@ from anneal.schedules.compose import ExponentialWarmup, LinearWarmup, LrSwitch, 
 from anneal.schedules.curves import (
     SGDR,
     Constant,
-    Cosine,
     Curve,
     Cyclic,
     Exponential,
     MultiStep,
     OneCycle,
-    RampDown,
     Schedule,
     Step,
     cycle_position,
+    lr_floor,
     snapshot_cycles,
 )
+from anneal.schedules.decays import Cosine, LinearDecay, RampDown, WarmupStableDecay
 from anneal.schedules.plan import LrPlan, LrRecipe, ScheduleLR
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Cyclic",
     "Exponential",
     "ExponentialWarmup",
+    "LinearDecay",
     "LinearWarmup",
     "LrPlan",
     "LrRecipe",
@@ -45,6 +46,8 @@ __all__ = [
     "Span",
     "Step",
     "Warmup",
+    "WarmupStableDecay",
     "cycle_position",
+    "lr_floor",
     "snapshot_cycles",
 ]

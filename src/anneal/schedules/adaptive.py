@@ -12,11 +12,11 @@ from anneal.schedules.clock import EPS, Clock
 from anneal.schedules.curves import (
     Schedule,
     check_basics,
-    check_lr_min,
     check_restarts,
     cosine,
     cycle_position,
     ends_within,
+    lr_floor,
     restart_times,
 )
 
@@ -54,7 +54,7 @@ class AdaptiveSGDR(Learning):
     clock: Clock | None = field(default=None, repr=False)
     T_0: float = 10.0
     T_mult: float = 2.0
-    lr_min: float = 0.0
+    lr_min: float | str = 0.0  # an lr, or 'P%' of the peak
     trigger_val_acc: float = 0.85
     compression: float = 5.0
     monitor = "val/acc"
@@ -64,11 +64,12 @@ class AdaptiveSGDR(Learning):
     peaks: list[float] = field(default_factory=list, init=False)
     next_peak: float = field(default=0.0, init=False)
     best_val_acc: float = field(default=-1.0, init=False)
+    floor: float = field(default=0.0, init=False)  # lr_min as an lr
 
     def __post_init__(self) -> None:
         check_basics(self.peak, self.total, self.interval)
         check_restarts(self.T_0, self.T_mult)
-        check_lr_min(self.lr_min, self.peak)
+        self.floor = lr_floor(self.lr_min, self.peak)
         require(0 <= self.trigger_val_acc <= 1, "trigger_val_acc", self.trigger_val_acc, "must be in [0, 1]")
         require(
             self.compression == 0 or self.compression >= 1,
@@ -89,7 +90,7 @@ class AdaptiveSGDR(Learning):
         if self.triggered_at is None or t < self.triggered_at:
             return self.peak
         i, T_cur, T_i = self._position(t, ending)
-        return cosine(self._peak(i), self.lr_min, T_cur / T_i)
+        return cosine(self._peak(i), self.floor, T_cur / T_i)
 
     def observe(self, t: float, value: float) -> None:
         if self.triggered_at is None:

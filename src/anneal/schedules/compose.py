@@ -24,6 +24,9 @@ class Wrapped(Schedule):
     def lr(self, t: float) -> float:
         return self(t)
 
+    def cooldown_start(self) -> float | None:
+        return self.inner.cooldown_start()
+
     def observe(self, t: float, value: float) -> None:
         self.inner.observe(t, value)
 
@@ -48,6 +51,10 @@ class Warmed(Wrapped):
 
     def cycle_ends(self) -> list[float]:
         return [self.duration + e for e in self.inner.cycle_ends()]
+
+    def cooldown_start(self) -> float | None:
+        start = self.inner.cooldown_start()
+        return None if start is None else self.duration + start
 
     def observe(self, t: float, value: float) -> None:
         if t >= self.duration:

@@ -9,6 +9,7 @@ function at whole epochs (the papers' and blog posts' convention).
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -50,6 +51,10 @@ class Schedule(ABC):
     def describe(self) -> str:
         return type(self).__name__
 
+    def cooldown_start(self) -> float | None:
+        """When a final cooldown begins (epochs), for a schedule whose lr before it does not depend on its length."""
+        return None
+
     def observe(self, t: float, value: float) -> None:  # noqa: B027 (a no-op unless the schedule adapts)
         """A held-out metric measured at time t (after the last step before t). Curves ignore it."""
 
@@ -73,8 +78,16 @@ def check_basics(peak: float, total: float, interval: str) -> None:
     require(interval in INTERVALS, "interval", interval, f"one of {INTERVALS}")
 
 
-def check_lr_min(lr_min: float, peak: float) -> None:
-    require(0 <= lr_min <= peak, "lr_min", lr_min, f"must be in [0, the peak lr {peak:g}]")
+PERCENT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
+
+
+def lr_floor(lr_min: float | str, peak: float) -> float:
+    """The lowest lr of a schedule: `lr_min` is an lr (a number) or a share of the peak ('10%')."""
+    share = PERCENT.fullmatch(lr_min) if isinstance(lr_min, str) else None
+    number = isinstance(lr_min, (int, float)) and not isinstance(lr_min, bool)
+    value = peak * float(share.group(1)) / 100 if share else float(lr_min) if number else math.nan
+    require(0 <= value <= peak, "lr_min", lr_min, f"must be in [0, the peak lr {peak:g}] or 'P%' of it")
+    return float(value)
 
 
 def check_decay(gamma: float, key: str = "gamma") -> None:
@@ -102,7 +115,9 @@ class Curve(Schedule):
 
     def describe(self) -> str:
         hidden = ("peak", "total", "interval", "clock")
-        settings = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name not in hidden)
+        settings = ", ".join(
+            f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.init and f.name not in hidden
+        )
         return f"{type(self).__name__}({settings})"
 
 
@@ -173,20 +188,6 @@ class Exponential(Curve):
         return self.peak * math.exp(-self.k * t)
 
 
-@dataclass(frozen=True)
-class Cosine(Curve):
-    """One half-cosine from the peak to lr_min over the whole run, no restarts."""
-
-    lr_min: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_lr_min(self.lr_min, self.peak)
-
-    def lr(self, t: float) -> float:
-        return cosine(self.peak, self.lr_min, min(t / self.total, 1.0))
-
-
 def cycle_position(t: float, T_0: float, T_mult: float, ending: bool = False) -> tuple[int, float, float]:
     """(i, T_cur, T_i): the cycle holding time t, the epochs since its restart, and its length.
 
@@ -226,14 +227,15 @@ class SGDR(Curve):
 
     T_0: float = 10.0
     T_mult: float = 1.0
-    lr_min: float = 0.0
+    lr_min: float | str = 0.0  # an lr, or 'P%' of the peak
+    floor: float = field(default=0.0, init=False)  # lr_min as an lr
     cycle_decay: float = 1.0  # the peak of cycle i is peak * cycle_decay ** i
     decay_lr_min: bool = False  # and its floor lr_min * cycle_decay ** i (Jordan, "Setting the learning rate", 2018)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_restarts(self.T_0, self.T_mult)
-        check_lr_min(self.lr_min, self.peak)
+        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
         require(0 < self.cycle_decay <= 1, "cycle_decay", self.cycle_decay, "must be in (0, 1]")
 
     def position(self, t: float, ending: bool = False) -> tuple[int, float, float]:
@@ -242,14 +244,19 @@ class SGDR(Curve):
     def lr(self, t: float, ending: bool = False) -> float:
         i, T_cur, T_i = self.position(t, ending)
         decay = self.cycle_decay**i
-        return cosine(self.peak * decay, self.lr_min * (decay if self.decay_lr_min else 1.0), T_cur / T_i)
+        return cosine(self.peak * decay, self.floor * (decay if self.decay_lr_min else 1.0), T_cur / T_i)
 
     def uncapped_cycle_ends(self) -> list[float]:
         return restart_times(self.T_0, self.T_mult, self.total)
 
 
 def snapshot_cycles(
-    peak: float, total: float, cycles: int = 5, lr_min: float = 0.0, interval: str = "step", clock: Clock | None = None
+    peak: float,
+    total: float,
+    cycles: int = 5,
+    lr_min: float | str = 0.0,
+    interval: str = "step",
+    clock: Clock | None = None,
 ) -> SGDR:
     """Huang et al. 2017: M equal cosine cycles over the run (SGDR with T_0 = epochs / M, T_mult = 1)."""
     require(isinstance(cycles, int) and cycles >= 1, "cycles", cycles, "must be an integer >= 1")
@@ -267,14 +274,15 @@ class Cyclic(Curve):
     epochs, or in optimizer steps as Smith gives it ('2000 steps'). exp_range scales the amplitude by
     gamma ** t, gamma per epoch."""
 
-    lr_min: float = 0.001
+    lr_min: float | str = 0.001  # an lr, or 'P%' of the peak
+    floor: float = field(default=0.0, init=False)  # lr_min as an lr
     step_size: Span = FOUR_EPOCHS
     mode: str = "triangular"
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_lr_min(self.lr_min, self.peak)
+        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
         object.__setattr__(self, "step_size", Span.parse(self.step_size, "step_size"))
         require(self.half_cycle > 0, "step_size", str(self.step_size), "must be > 0")
         require(self.mode in CYCLIC_MODES, "mode", self.mode, f"one of {CYCLIC_MODES}")
@@ -289,7 +297,7 @@ class Cyclic(Curve):
         cycle = math.floor(1 + t / (2 * half) + EPS)
         x = abs(t / half - 2 * cycle + 1)
         scale = {"triangular": 1.0, "triangular2": 0.5 ** (cycle - 1), "exp_range": self.gamma**t}[self.mode]
-        return self.lr_min + (self.peak - self.lr_min) * max(0.0, 1.0 - x) * scale
+        return self.floor + (self.peak - self.floor) * max(0.0, 1.0 - x) * scale
 
     def uncapped_cycle_ends(self) -> list[float]:
         return restart_times(2 * self.half_cycle, 1.0, self.total)
@@ -317,30 +325,3 @@ class OneCycle(Curve):
         if t < rise:
             return cosine(start, self.peak, t / rise)
         return cosine(self.peak, start / self.final_div_factor, min((t - rise) / (self.total - rise), 1.0))
-
-
-WHOLE_RUN = Span(1.0, "fraction")
-
-
-@dataclass(frozen=True)
-class RampDown(Curve):
-    """The SWA reference code's schedule (Izmailov et al. 2018): the peak for the first half of `length`, then
-    linearly down to end_factor * peak at 90% of it, flat after. Its SGD runs take the whole run as `length`
-    and end_factor 0.01; its SWA runs take swa_start and swa_lr / peak, and average at that lr."""
-
-    length: Span = WHOLE_RUN
-    end_factor: float = 0.01
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "length", Span.parse(self.length, "length"))
-        require(self.length.epochs(self.total, self.clock) > 0, "length", str(self.length), "must be > 0")
-        require(0 <= self.end_factor <= 1, "end_factor", self.end_factor, "must be in [0, 1]")
-
-    def lr(self, t: float) -> float:
-        progress = t / self.length.epochs(self.total, self.clock)
-        if progress <= 0.5:
-            return self.peak
-        if progress <= 0.9:
-            return self.peak * (1.0 - (1.0 - self.end_factor) * (progress - 0.5) / 0.4)
-        return self.peak * self.end_factor

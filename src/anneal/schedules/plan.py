@@ -79,6 +79,12 @@ class LrPlan:
             self._cycle_end_steps = frozenset(self.clock.step_at(t) for t in self.cycle_ends())
         return self._cycle_end_steps
 
+    def cooldown_start(self) -> float | None:
+        """When the schedule's final cooldown begins, in epochs of the run (warmup-stable-decay), else None. The lr
+        before it depends only on the peak and the warmup, not on the run's length: a run of another length whose
+        cooldown starts later follows the same lr up to here."""
+        return self.schedule.cooldown_start()
+
     def has_cycles(self) -> bool:
         """Whether snapshots and per-cycle averages can be taken: cycle ends within training, or an adaptive
         schedule whose cycles begin once the metric triggers them."""
