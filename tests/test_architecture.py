@@ -28,6 +28,7 @@ LAYERS = {
     "run": 6,
     "ensemble": 6,
     "cli": 6,
+    "branch": 6,
     "launchers": 7,
     "shared_study": 7,
 }

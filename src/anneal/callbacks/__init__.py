@@ -4,6 +4,7 @@ training, and report results after it."""
 
 from anneal.callbacks.averaging import EMA, SWA, WeightAverage
 from anneal.callbacks.base import RunCallback
+from anneal.callbacks.branches import BranchPoints
 from anneal.callbacks.checkpoints import LastCheckpoint, SaveOnInterrupt
 from anneal.callbacks.curves import StepCurves
 from anneal.callbacks.guards import NonFiniteLossGuard
@@ -17,6 +18,7 @@ __all__ = [
     "EMA",
     "LAWA",
     "SWA",
+    "BranchPoints",
     "History",
     "JobStart",
     "LastCheckpoint",

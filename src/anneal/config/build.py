@@ -114,7 +114,7 @@ def build_callbacks(cfg: DictConfig) -> dict[str, L.Callback]:
         if callback is not None:
             refuse_plan_breakers(f"callbacks.{name}", callback)
             built[f"callbacks.{name}"] = callback
-    for group in ("ensemble", "averaging"):
+    for group in ("ensemble", "averaging", "branch"):
         with keys(group):
             callback = instantiate_optional(cfg[group])
         if callback is not None:

@@ -41,6 +41,13 @@ class RunFiles:
     def snapshot(self, number: int, epoch: float) -> Path:
         return self.directory / "snapshots" / f"snapshot_{number:02d}_epoch{epoch:g}.pt"
 
+    def branch_point(self, budget: int) -> Path:
+        return self.directory / "branches" / f"budget_{budget}.ckpt"
+
+    def branch(self, budget: int) -> Path:
+        """The run directory of the cooldown branched at that point."""
+        return self.directory / "branches" / f"budget_{budget}"
+
     def ensemble(self, suffix: str) -> Path:
         return self.directory / f"ensemble.{suffix}"  # csv, md, png
 

@@ -54,6 +54,7 @@ CLASSES: dict[str, str] = {
     "trainer.limit_val_batches": BOOKKEEPING,
     "logger": BOOKKEEPING,
     "callbacks": BOOKKEEPING,  # checkpoints, progress, curves, guards
+    "branch": BOOKKEEPING,  # where the run saves its state for cooldowns branched from it: not what it computes
     "tags": BOOKKEEPING,
     "ckpt_path": BOOKKEEPING,  # a resumed run is the same run
     "resume_changes": BOOKKEEPING,
@@ -75,6 +76,7 @@ GROUP_CLASSES: dict[str, str] = {
     "trainer": BOOKKEEPING,
     "logger": BOOKKEEPING,
     "callbacks": BOOKKEEPING,
+    "branch": BOOKKEEPING,
     "experiment": BOOKKEEPING,
     "hparams_search": BOOKKEEPING,
 }
