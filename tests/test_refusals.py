@@ -167,6 +167,7 @@ def test_a_run_ended_within_an_epoch_scores_its_last_network_in_its_history(tmp_
     assert [r["epoch"] for r in held_out] == [1, 2, 3]  # every epoch has its point, counted from 1
     assert sorted({r["epoch"] for r in rows if "train/loss" in r}) == [1, 2, 3]
     assert history[-1]["train/loss"]  # the cut-short epoch's mean over its steps, as W&B has it
+    assert sum("lr_schedule/filenames" in r for r in rows) == 1  # the plan's picture, drawn on a thread, logged once
 
 
 def test_the_lr_range_test_is_a_named_wandb_run_with_its_curve_as_data(tmp_path):

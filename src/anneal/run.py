@@ -128,6 +128,7 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
     if cfg.mode == "preview":
         preview(cfg, plan, files)
         return None
+    config.name_wandb_run(cfg, keeper.labelled())  # before config.yaml is written: it names the W&B group
     ckpt_path = None
     if cfg.mode == "train":
         config.check_optimized_metric(cfg, declared)
@@ -143,7 +144,6 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
         # the resolved config, as the run uses it
         save_text(OmegaConf.to_yaml(cfg, resolve=True), files.config)
     keeper.accept()
-    config.name_wandb_run(cfg, keeper.labelled())
     loggers = start_loggers(cfg)
     trainer.loggers = loggers
     for logger in loggers:

@@ -2,8 +2,9 @@
 that adapts to a held-out metric is drawn again at the end, as it actually ran.
 
 The start's picture is drawn on a thread while training begins (matplotlib and the drawing take a few tenths of
-a second, which the first step would otherwise wait for), and logged once it is ready, at the next epoch's end
-(W&B takes a step only after the steps it has: never from the thread)."""
+a second, which the first step would otherwise wait for), and logged at the first batch that starts after it is
+ready, at that batch's step: W&B drops whatever is logged at a step before one it has, so the picture must not
+take a step ahead of the epoch's metrics, which Lightning logs at the epoch's last step."""
 
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ class LrSchedulePlot(RunCallback):
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key="lr_schedule", images=[str(self.drawn)], step=trainer.global_step)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self.finish_drawing(trainer)
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.drawing is not None and not self.drawing.is_alive():
+            self.finish_drawing(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
         self.finish_drawing(trainer)  # a run stopped in its first epoch still leaves its picture
