@@ -60,8 +60,13 @@ class SnapshotEnsemble(RunCallback):
         if trainer.global_step in self.plan.cycle_end_steps():
             self._take(trainer, pl_module)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # the last epoch's end, before its checkpoint is written: a resume from that checkpoint skips on_train_end
+        if self.include_final and trainer.global_step >= self.plan.clock.total_steps:
+            self._take(trainer, pl_module)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if self.include_final:
+        if self.include_final:  # training that stopped before its planned end
             self._take(trainer, pl_module)
 
     def _take(self, trainer: L.Trainer, pl_module: Any) -> None:
@@ -70,10 +75,10 @@ class SnapshotEnsemble(RunCallback):
             return
         epoch = self.plan.clock.epochs(step)
         file = f"snapshots/snapshot_{len(self.snapshots) + 1:02d}_epoch{epoch:g}.pt"
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # one file, written and reported once (DDP's other ranks keep the list only)
             save_tensors(pl_module.network.state_dict(), Path(trainer.default_root_dir) / file)
+            log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots) + 1, epoch, step, file)
         self.snapshots.append({"epoch": epoch, "step": step, "file": file})
-        log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots), epoch, step, file)
 
     def state_dict(self) -> dict[str, Any]:
         return {"snapshots": self.snapshots, "run_dir": None if self.run_dir is None else str(self.run_dir)}
