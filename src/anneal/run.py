@@ -172,7 +172,7 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
             logger.log_hyperparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
         if cfg.mode == "lr_find":
             assert isinstance(module, RecordingClassifier)
-            with stops.lightning("the LR range test"):
+            with stops.lightning("the LR range test", trainer):
                 suggestion = lr_find(cfg, trainer, module, datamodule)
             finish_wandb()
             return suggestion
@@ -196,10 +196,10 @@ def fit_and_evaluate(
 ) -> float | None:
     started = time.perf_counter()
     try:
-        with stops.lightning("training"):
+        with stops.lightning("training", trainer):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         stops.phase = "the final evaluation"
-        with stops.lightning("the final evaluation"):
+        with stops.lightning("the final evaluation", trainer):
             trainer.test(module, datamodule=datamodule, ckpt_path=None, verbose=False)
             tested = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
             validated: dict[str, float] = {}
