@@ -1,24 +1,32 @@
 """anneal's command line: python train.py [group=option ...] [key=value ...]   (see README.md)"""
 
-import logging
-import sys
-from pathlib import Path
+import signal
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
+# Before any thread exists, so that every thread inherits it: SIGTERM is taken by a thread of anneal's and
+# Ctrl-C waits until the run's handlers are in (anneal/interrupts.py says why).
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from anneal.errors import ConfigError, DataError, DirectoryTaken, TrainingStopped  # here: --help comes back fast
-    from anneal.interrupts import EXIT_CODES, NAMES, Interrupted
+    from anneal.interrupts import EXIT_CODES, NAMES, Interrupted, rank
     from anneal.run import run
 
     try:
         return run(cfg)
     except (ConfigError, DataError, TrainingStopped, Interrupted) as error:
+        if isinstance(error, Interrupted) and rank() > 0:
+            sys.exit(EXIT_CODES[error.signum])  # rank 0 says what was stopped and what there is to resume
         message = str(error)
         if isinstance(error, Interrupted):
             message = stopped(NAMES[error.signum], error.phase, cfg.output_dir)
@@ -35,14 +43,14 @@ def main(cfg: DictConfig) -> float | None:
 def stopped(signal_name: str, phase: str, run_dir: str) -> str:
     """What a stop by a signal left, and how to go on."""
     resume = f"hydra.run.dir={run_dir} ckpt_path=last"
-    if phase == "training":
-        return f"stopped by {signal_name} during training: checkpoints/last.ckpt holds it; resume with {resume}"
+    if phase == "the LR range test" or not (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
+        return f"stopped by {signal_name} during {phase}: no checkpoint was written, nothing to resume; run it again"
     if phase == "the final evaluation":
         return (
             f"stopped by {signal_name} during the final evaluation: training had finished and "
             f"checkpoints/last.ckpt holds it; evaluate again with {resume}"
         )
-    return f"stopped by {signal_name} during {phase}, before training began: nothing to resume; run it again"
+    return f"stopped by {signal_name} during {phase}: checkpoints/last.ckpt holds the run so far; resume with {resume}"
 
 
 if __name__ == "__main__":

@@ -277,8 +277,9 @@ def test_a_signal_during_the_final_evaluation_stops_with_the_resume_message(tmp_
     sys.path.insert(0, str(ROOT))  # train.py is a script at the root, not part of the package
     from train import stopped
 
-    assert "evaluate again with hydra.run.dir=D ckpt_path=last" in stopped("SIGTERM", error.value.phase, "D")
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    message = stopped("SIGTERM", error.value.phase, str(tmp_path))
+    assert f"evaluate again with hydra.run.dir={tmp_path} ckpt_path=last" in message
 
 
 def test_a_run_directory_with_a_finished_or_a_live_run_is_refused(tmp_path):

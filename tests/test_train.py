@@ -137,6 +137,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["snapshot_01_epoch1.pt", "snapshot_02_epoch2.pt"]
     assert len(list((out / "wandb").glob("offline-run-*"))) == 1  # one W&B run, from rank 0
     assert "Error executing job" not in done.stdout + done.stderr  # rank 1 too ended cleanly
+    assert (done.stdout + done.stderr).count("snapshot 1 saved") == 1  # one file, reported once
 
 
 def test_adaptive_sgdr_end_to_end_logs_the_lr_its_checkpointed_state_implies(tmp_path):

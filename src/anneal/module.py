@@ -167,13 +167,25 @@ class Classifier(L.LightningModule):
         # Lightning restores weights, optimizer and loops but not the random generators; dropout (and anything
         # else drawing from them) would continue differently after a resume without this.
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
-        checkpoint["train_sums"] = self.train_sums  # so that an epoch resumed mid-way reports all its batches
+        checkpoint["train_sums"] = self.gathered_train_sums()  # an epoch resumed mid-way reports all its batches
         checkpoint["settings"] = self.settings  # a resume compares its own with them before training
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
+    def gathered_train_sums(self) -> Tensor | None:
+        """The running sums of every rank, one row each: a checkpoint is written by rank 0 alone."""
+        if self.train_sums is None or self.trainer.world_size == 1:
+            return self.train_sums
+        rows = self.train_sums.new_zeros(self.trainer.world_size, len(self.train_sums))
+        rows[self.global_rank] = self.train_sums
+        return self.trainer.strategy.reduce(rows, reduce_op="sum")  # every rank saves, so every rank takes part
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.train_sums = checkpoint.get("train_sums")
+        sums = checkpoint.get("train_sums")
+        if sums is not None and sums.dim() == 2:  # one row per rank
+            rows = len(sums)
+            sums = sums[self.global_rank] if rows == self.trainer.world_size else sums.sum(0) * (self.global_rank == 0)
+        self.train_sums = sums
         if rng := checkpoint.get("rng"):
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and torch.cuda.is_available():

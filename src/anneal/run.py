@@ -150,7 +150,7 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
         logger.log_hyperparams(config.wandb_config(cfg, record) if isinstance(logger, WandbLogger) else resolved(cfg))
     if cfg.mode == "lr_find":
         assert isinstance(module, RecordingClassifier)
-        with stops.lightning("the LR range test"):
+        with stops.lightning("the LR range test", trainer):
             suggestion = lr_find(cfg, trainer, module, datamodule, files)
         finish_wandb()
         return suggestion
@@ -206,10 +206,10 @@ def fit_and_test(
 ) -> dict[str, float]:
     """Train, then score the last network on the test set (and the validation split, if held out)."""
     try:
-        with stops.lightning("training"):
+        with stops.lightning("training", trainer):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         stops.phase = "the final evaluation"
-        with stops.lightning("the final evaluation"):
+        with stops.lightning("the final evaluation", trainer):
             trainer.test(module, datamodule=datamodule, ckpt_path=None, verbose=False)
             scores = {k: v.item() for k, v in trainer.callback_metrics.items() if k in ("test/acc", "test/loss")}
             if datamodule.val_size > 0:  # the last network's, also when a resume found training already done

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 
 from anneal.callbacks.base import RunCallback
-from anneal.callbacks.checkpoints import EpochTail
+from anneal.callbacks.checkpoints import MidEpoch
 from anneal.errors import ConfigError, require
 from anneal.record import RunFiles
 from anneal.schedules import Clock, LrPlan
@@ -46,7 +46,7 @@ def branch_step(plan: LrPlan, budget: int) -> int:
     return step
 
 
-class BranchPoints(EpochTail, RunCallback):
+class BranchPoints(MidEpoch, RunCallback):
     """Saves `branches/budget_<B>.ckpt` (a full checkpoint) at the step where the cooldown of a run of B epochs
     begins, for each of `budgets` (epochs, shorter than this run). A branch point at an epoch's last step is saved
     once that epoch has ended (its validation included), as last.ckpt is."""
@@ -74,7 +74,7 @@ class BranchPoints(EpochTail, RunCallback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if not self.after_last_batch:
+        if self.mid_epoch:
             self.save_due(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:

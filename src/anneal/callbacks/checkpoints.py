@@ -15,23 +15,22 @@ from anneal.errors import require
 log = logging.getLogger(__name__)
 
 
-class EpochTail(L.Callback):
-    """Knows when training is between an epoch's last batch and the next epoch's start. Lightning resumes a
-    checkpoint taken after the last batch but before the epoch's validation and epoch-end hooks in the next
-    epoch, so the run would miss that validation (and what listens to it, such as adaptive SGDR)."""
+class MidEpoch(L.Callback):
+    """Knows whether training is in the middle of an epoch (after a training batch that does not end it), the
+    only place besides an epoch's end where a checkpoint resumes exactly. Lightning resumes a checkpoint taken
+    after an epoch's last batch but before its validation and epoch-end hooks in the next epoch, so the run
+    would miss that validation (and what listens to it, such as adaptive SGDR). From an epoch's last batch to
+    the next batch, and in a process that has not trained yet, the last checkpoint holds the run."""
 
-    after_last_batch = False
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.after_last_batch = False
+    mid_epoch = False
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.after_last_batch = batch_idx + 1 >= trainer.num_training_batches
+        self.mid_epoch = batch_idx + 1 < trainer.num_training_batches
 
 
-class LastCheckpoint(EpochTail, Checkpoint):
+class LastCheckpoint(MidEpoch, Checkpoint):
     """Keeps `<dirpath>/last.ckpt` current: after every epoch (its validation included) and, with
     every_n_train_steps=N, after every N-th optimizer step too. A step that ends an epoch is saved when the
     epoch has ended instead. Written atomically through the trainer's CheckpointIO. (Lightning's
@@ -61,18 +60,20 @@ class LastCheckpoint(EpochTail, Checkpoint):
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         every = self.every_n_train_steps
-        if every and trainer.global_step % every == 0 and not self.after_last_batch:
+        if every and trainer.global_step % every == 0 and self.mid_epoch:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
 
 
-class SaveOnInterrupt(EpochTail):
+class SaveOnInterrupt(MidEpoch):
     """On SIGTERM (a cluster's preemption, `kill`) or Ctrl-C, save `<dirpath>/last.ckpt` before exiting, so
     `ckpt_path=last` resumes from the step it stopped at. (Lightning's OnExceptionCheckpoint saves on any
-    exception, which after a nan loss would overwrite the last good checkpoint.) An interrupt between an
-    epoch's last batch and its end keeps the previous checkpoint: the resumed run redoes that stretch."""
+    exception, which after a nan loss would overwrite the last good checkpoint.) A stop outside the middle of
+    an epoch keeps the last checkpoint, which holds the run there (anneal.interrupts stops training only
+    mid-epoch or once an epoch's checkpoint is written). Under DDP every rank stops at the same batch, so all
+    of them take part in the save."""
 
     def __init__(self, dirpath: str):
         self.dirpath = Path(dirpath)
@@ -80,11 +81,11 @@ class SaveOnInterrupt(EpochTail):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
             return
-        if self.after_last_batch:
-            log.warning("%s during the epoch's validation: keeping the last checkpoint", type(exception).__name__)
+        if not self.mid_epoch:
+            if trainer.is_global_zero:
+                log.warning("stopped at step %d: the last checkpoint holds the run", trainer.global_step)
             return
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: optimizer, loops, callbacks
-        log.warning(
-            "%s: saved %s at step %d; resume with ckpt_path=last", type(exception).__name__, path, trainer.global_step
-        )
+        if trainer.is_global_zero:
+            log.warning("stopped: saved %s at step %d", path, trainer.global_step)

@@ -83,8 +83,13 @@ class SnapshotEnsemble(RunCallback):
         if trainer.global_step in self.plan.cycle_end_steps():
             self._take(trainer, pl_module)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # the last epoch's end, before its checkpoint is written: a resume from that checkpoint skips on_train_end
+        if self.include_final and trainer.global_step >= self.plan.clock.total_steps:
+            self._take(trainer, pl_module)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if self.include_final:
+        if self.include_final:  # training that stopped before its planned end
             self._take(trainer, pl_module)
 
     def _take(self, trainer: L.Trainer, pl_module: Any) -> None:
@@ -95,10 +100,10 @@ class SnapshotEnsemble(RunCallback):
         files = RunFiles(Path(trainer.default_root_dir))
         file = files.relative(files.snapshot(len(self.snapshots) + 1, epoch))
         with pl_module.evaluated() as network:  # a schedule-free optimizer's average, not its gradient point
-            if trainer.is_global_zero:
+            if trainer.is_global_zero:  # one file, written and reported once (DDP's other ranks keep the list only)
                 save_tensors(network.state_dict(), files.directory / file)
+                log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots) + 1, epoch, step, file)
         self.snapshots.append({"epoch": epoch, "step": step, "file": file})
-        log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots), epoch, step, file)
 
     def state_dict(self) -> dict[str, Any]:
         return {"snapshots": self.snapshots, "run_dir": None if self.run_dir is None else str(self.run_dir)}
