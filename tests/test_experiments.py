@@ -1,11 +1,15 @@
 """Every experiment preset composes with the real config, states what it reproduces, and runs a step."""
 
+import subprocess
+import sys
+
 import pytest
-from conftest import CONF, FAST, compose_config
+from conftest import CONF, FAST, ROOT, compose_config
 
 from anneal.run import run
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+BUDGET_ARMS = ("cosine", "linear", "wsd", "schedulefree", "lawa")
 
 
 def test_the_reference_studies_have_presets():
@@ -59,3 +63,34 @@ def test_sgdr_study_cases_differ_only_where_the_study_does(tmp_path):
     assert (restarts.schedule.T_0, restarts.schedule.T_mult, restarts.schedule.compression) == (10, 2, 5)
     assert (cosine.schedule.T_0, cosine.schedule.T_mult, cosine.schedule.compression) == (120, 1, 100)
     assert list(step.schedule.milestones) == ["50%", "75%"] and step.schedule.gamma == 0.1
+
+
+def test_budget_study_arms_differ_only_in_how_the_lr_ends(tmp_path):
+    arms = {e: compose_config(f"experiment=budget_{e}", output_dir=tmp_path) for e in BUDGET_ARMS}
+    for cfg in arms.values():
+        assert cfg.model._target_ == "anneal.models.LeNet5" and cfg.data.batch_size == 128
+        assert (cfg.trainer.max_epochs, cfg.warmup.epochs, cfg.optimizer.weight_decay) == (20, 1, 5e-4)
+    assert [arms[e].schedule._target_.rsplit(".", 1)[-1] for e in BUDGET_ARMS] == [
+        "Cosine",
+        "LinearDecay",
+        "WarmupStableDecay",
+        "Constant",
+        "Constant",
+    ]
+    assert arms["cosine"].schedule.lr_min == "10%" and arms["linear"].schedule.lr_min == 0
+    assert arms["wsd"].branch.budgets == [10] and arms["wsd"].schedule.shape == "1-sqrt"
+    assert arms["schedulefree"].optimizer._target_ == "schedulefree.SGDScheduleFree"
+    assert arms["lawa"].averaging._target_ == "anneal.callbacks.LAWA"
+    assert {arms[e].optimizer.lr for e in BUDGET_ARMS if e != "schedulefree"} == {0.05}
+
+
+def test_the_schedule_gallery_draws_from_the_real_config(tmp_path):
+    """docs/schedules.png, the README's picture, comes from this script: every panel composes."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "schedule_gallery.py"), "--out", str(tmp_path / "gallery.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "gallery.png").stat().st_size > 100_000

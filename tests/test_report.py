@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from anneal.report.__main__ import main
-from anneal.report.outputs import write_sweep_files
+from anneal.report.figures import budget_lines
+from anneal.report.outputs import write_report, write_sweep_files
 from anneal.report.statistics import paired, spread, t_quantile, welch
 from anneal.report.sweep import SweepSummary
 
@@ -107,6 +108,27 @@ def test_a_seeded_grid_sweep_becomes_one_row_per_arm_with_exact_statistics(tmp_p
     summary = read_rows(sweep / "summary.csv")
     assert len(summary) == 12 and {r["status"] for r in summary} == {"finished"}
     assert summary[0]["arm"] == "T_0=1 T_mult=1" and summary[0]["seed"] == "0"
+
+
+def test_methods_at_several_budgets_are_drawn_against_the_budget(tmp_path):
+    """Arms that differ only in trainer.max_epochs are one method at several budgets: one line each, with the
+    mean and t interval of its seeds at each budget; the grid study above varies no budget and draws none."""
+    accuracies = {("cosine", 10): [0.60, 0.62], ("cosine", 20): [0.70, 0.71], ("wsd", 10): [0.61, 0.65]}
+    for (schedule, budget), accs in accuracies.items():
+        for seed, acc in enumerate(accs):
+            the_arm = arm({"trainer.max_epochs": budget, "schedule._target_": schedule}, {"schedule": schedule})
+            make_run(tmp_path / "runs" / f"{schedule}_{budget}_{seed}", the_arm, seed, {"test/acc": acc})
+    study, paths = write_report(sorted((tmp_path / "runs").iterdir()), tmp_path / "report")
+    half = stats.t.ppf(0.975, 1) * stats.tstd([60, 62]) / math.sqrt(2)
+    lines = budget_lines(study)
+    assert set(lines) == {"cosine", "wsd"}
+    assert [b for b, _, _ in lines["cosine"]] == [10, 20] and lines["wsd"][0][0] == 10
+    assert lines["cosine"][0][1:] == pytest.approx((61.0, half), rel=1e-9)
+    assert lines["cosine"][1][1] == pytest.approx(70.5, rel=1e-9)
+    assert paths["budgets.png"].stat().st_size > 10_000
+    assert "![against the training budget](budgets.png)" in (tmp_path / "report" / "report.md").read_text()
+    _, grid_paths = write_sweep_files(grid_sweep(tmp_path / "grid"))
+    assert "budgets.png" not in grid_paths
 
 
 def test_runs_pool_by_their_arm_not_by_their_command_line(tmp_path):

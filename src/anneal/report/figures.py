@@ -1,5 +1,6 @@
 """The figures of a study, each as PNG and SVG: every arm's result with its 95% interval, the heatmap over two
-swept settings, and the arms' curves. Human labels, accuracies in percent, whole epochs.
+swept settings, the result against the training budget, and the arms' curves. Human labels, accuracies in
+percent, whole epochs.
 
 matplotlib is imported inside each function: it costs a second at start-up, which a run that draws nothing
 should not pay. Figures are matplotlib `Figure`s, not pyplot's, so nothing global is touched."""
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from anneal.record import format_value, short_keys
+from anneal.record import describe, format_value, short_keys
 from anneal.report.histories import HELD_OUT, arm_accuracy_curve, arm_lr_curve
 from anneal.report.study import Study, value
 from anneal.report.tables import number
@@ -116,6 +117,52 @@ def heatmap(study: Study, path: Path) -> Path | None:
     ax.set_xticklabels([format_value(x) for x in xs], rotation=20 if max(len(str(x)) for x in xs) > 8 else 0)
     ax.set(xlabel=names[k0], ylabel=names[k1], title=f"{d.label}: mean ± std over seeds")
     fig.colorbar(image, ax=ax, label=d.name)
+    return save(fig, path)
+
+
+BUDGETS = ("trainer.max_epochs", "trainer.max_steps")
+
+
+def budget_lines(study: Study) -> dict[str, list[tuple[float, float, float]]]:
+    """Each method (the arms that differ in nothing but trainer.max_epochs or max_steps) as its points (budget,
+    mean, 95% half-width) on the compared metric, in its unit (% for accuracies); empty where no budget varies."""
+    length = next((k for k in BUDGETS if k in study.keys), None)
+    if length is None:
+        return {}
+    others = [k for k in study.keys if k not in BUDGETS]
+    scale = 100 if study.declaration.percent else 1
+    methods: dict[str, list[tuple[float, float, float]]] = {}
+    for a in study.arms:
+        budget = a.arm.values().get(length)
+        if study.metric in a.spreads and isinstance(budget, (int, float)) and not isinstance(budget, bool):
+            s = a.spreads[study.metric]
+            line = methods.setdefault(describe(a.arm.values(), others) or "every arm", [])
+            line.append((budget, s.mean * scale, (s.ci95 or 0) * scale))
+    return {method: sorted(points) for method, points in methods.items()}
+
+
+def budgets(study: Study, path: Path) -> Path | None:
+    """The compared metric against the training budget, one line per method, mean and 95% interval over seeds;
+    drawn where a method ran at two budgets or more."""
+    from matplotlib.figure import Figure
+
+    methods = budget_lines(study)
+    if not any(len(points) > 1 for points in methods.values()):
+        return None
+    d = study.declaration
+    length = next(k for k in BUDGETS if k in study.keys)
+    ticks = sorted({b for points in methods.values() for b, _, _ in points})
+    fig = Figure(figsize=(7.5, 4.6 + 0.22 * len(methods)), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (method, points) in enumerate(methods.items()):
+        x, mean, ci = zip(*points)
+        offset = (i - (len(methods) - 1) / 2) * 0.008 * (ticks[-1] - ticks[0] or 1)  # whiskers side by side
+        ax.errorbar([v + offset for v in x], mean, yerr=ci, marker="o", capsize=3, color=f"C{i % 10}", label=method)
+    ax.set_xticks(ticks, [format_value(t) for t in ticks])
+    unit = "epochs" if length.endswith("epochs") else "optimizer steps"
+    ax.set(xlabel=f"training budget ({unit})", ylabel=d.name, title=f"{d.label}: mean and 95% interval over seeds")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", fontsize="small", ncols=1 if len(methods) <= 4 else 2)
     return save(fig, path)
 
 

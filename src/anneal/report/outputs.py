@@ -50,7 +50,8 @@ def write_study(study: Study, out: Path) -> dict[str, Path]:
         "study.csv": save_text(to_csv(columns, rows), out / "study.csv"),
         "study.md": save_text(study_markdown(study), out / "study.md"),
     }
-    for name, draw in (("summary.png", figures.dots), ("study_heatmap.png", figures.heatmap)):
+    drawn = (("summary.png", figures.dots), ("study_heatmap.png", figures.heatmap), ("budgets.png", figures.budgets))
+    for name, draw in drawn:
         if png := draw(study, out / name):
             paths[name] = png
     if png := figures.curves(study, out / "study_curves.png"):
@@ -92,7 +93,11 @@ def report_markdown(study: Study, out: Path, paths: dict[str, Path]) -> str:
     compared = "each arm's headline" if study.metric == HEADLINE else f"`{study.metric}`"
     lines += ["", f"{len(study.arms)} arms, compared on {compared}: {d.name}, {direction}.", ""]
     lines += [study_markdown(study)]
-    captions = (("summary.png", "every run and the 95% interval"), ("study_heatmap.png", "heatmap"))
+    captions = (
+        ("summary.png", "every run and the 95% interval"),
+        ("study_heatmap.png", "heatmap"),
+        ("budgets.png", "against the training budget"),
+    )
     for name, caption in (*captions, ("study_curves.png", "curves")):
         if name in paths:
             lines += [f"![{caption}]({link(name)})", ""]

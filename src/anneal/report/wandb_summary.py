@@ -17,7 +17,12 @@ from anneal.report.study import Study
 from anneal.report.tables import study_rows
 
 log = logging.getLogger(__name__)
-FIGURES = {"study/heatmap": "study_heatmap.png", "study/curves": "study_curves.png", "study/runs": "summary.png"}
+FIGURES = {
+    "study/heatmap": "study_heatmap.png",
+    "study/curves": "study_curves.png",
+    "study/runs": "summary.png",
+    "study/budgets": "budgets.png",
+}
 
 
 def logs_to_wandb(config: DictConfig) -> bool:
