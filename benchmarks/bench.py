@@ -6,7 +6,8 @@ compares medians.
     python benchmarks/bench.py --only a,c --rounds 5
     python benchmarks/bench.py --only a --model wrn16_4 --device cuda --precision bf16-mixed   # on a GPU
 
-  a  anneal's epoch (data, module, callbacks, logging, checkpoint) vs a plain PyTorch loop, same model/data
+  a  anneal's epoch (data, module, callbacks, logging, checkpoint) vs a plain PyTorch loop (plain_loop.py, which
+     imports nothing from anneal), same model and images
   b  the batched uint8 tensor pipeline vs a per-sample PIL pipeline (torchvision-style), data only and with LeNet
   c  per-epoch overhead of averaging=swa, averaging=ema and ensemble=snapshot vs none
   d  time from `python train.py` to the first optimizer step (target: 6 s)
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import plain_loop
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
@@ -117,7 +120,8 @@ def anneal_epochs(args, *overrides: str) -> list[float]:
 
 
 def plain_epochs(args) -> list[float]:
-    """The same network, data loader, optimizer and per-step lr schedule in a bare PyTorch loop."""
+    """plain_loop.py's epoch (its own shuffle, crop, flip and normalization on tensors, its SGD step: no anneal
+    code) around the same network, with the same optimizer and a per-step cosine lr."""
     torch.manual_seed(0)
     device = torch.device(args.device)
     network = build_network(config(args, Path(tempfile.gettempdir())), num_classes=10).network
@@ -127,32 +131,19 @@ def plain_epochs(args) -> list[float]:
     if args.compile:
         network = torch.compile(network)
     data = data_module(args, device="cpu")
-    batches = data.batches("train", train=True, batch_size=args.batch_size)
-    if args.device == "cuda":  # the data lives on the GPU as in anneal's GPU path
-        batches = type(batches)(
-            batches.images.to(device),
-            batches.labels.to(device),
-            args.batch_size,
-            data.mean,
-            data.std,
-            shuffle=True,
-            augment=True,
-        )
+    images, labels = (t.to(device) for t in data.splits["train"])  # on the GPU as in anneal's GPU path
+    normalize = plain_loop.Normalize(data.mean.tolist(), data.std.tolist())
+    generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    plan = LrPlan(Clock(len(batches), len(batches) * args.epochs), 0.05, Cosine(peak=0.05, total=args.epochs))
-    scheduler = ScheduleLR(optimizer, plan)
-    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
+    cosine = plain_loop.sgdr_lr(0.05, args.epochs)  # one cycle: a cosine over the whole run
+    steps_per_epoch = math.ceil(len(images) / args.batch_size)
+    autocast = torch.bfloat16 if args.precision == "bf16-mixed" else None
     times = []
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
         started = time.perf_counter()
-        for x, y in batches:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast:
-                loss = F.cross_entropy(network(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+        batches = plain_loop.shuffled_batches(images, labels, args.batch_size, generator, normalize)
+        lr_at_step = partial(plain_loop.lr_within_epoch, cosine, epoch, steps_per_epoch)
+        plain_loop.train_epoch(network, optimizer, batches, lr_at_step, device, autocast)
         if args.device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
