@@ -2,9 +2,9 @@
 that adapts to a held-out metric is drawn again at the end, as it actually ran.
 
 The start's picture is drawn on a thread while training begins (matplotlib and the drawing take a few tenths of
-a second, which the first step would otherwise wait for), and logged at the first batch that starts after it is
-ready, at that batch's step: W&B drops whatever is logged at a step before one it has, so the picture must not
-take a step ahead of the epoch's metrics, which Lightning logs at the epoch's last step."""
+a second, which the first step would otherwise wait for) and logged at the start of an epoch once it is ready,
+at that step: W&B drops whatever is logged at a step before one it has, and the per-step curves of an epoch
+reach it at the epoch's end, so a picture logged mid-epoch would push the epoch's earlier steps out."""
 
 from __future__ import annotations
 
@@ -50,12 +50,14 @@ class LrSchedulePlot(RunCallback):
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key="lr_schedule", images=[str(self.drawn)], step=trainer.global_step)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         if self.drawing is not None and not self.drawing.is_alive():
             self.finish_drawing(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
-        self.finish_drawing(trainer)  # a run stopped in its first epoch still leaves its picture
+        if self.drawing is not None:  # a run stopped in its first epoch still leaves its picture (W&B: on resume)
+            self.drawing.join()
+            self.drawing = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         self.finish_drawing(trainer)
