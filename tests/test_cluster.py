@@ -48,6 +48,7 @@ def job_note(job: Path) -> dict:
     return json.loads((job / "job.json").read_text())
 
 
+@pytest.mark.slow  # a process per job: 20-35 s
 def test_a_two_by_two_sweep_runs_each_job_in_a_submitit_process_and_gathers_the_study(tmp_path):
     sweep = tmp_path / "sweep"
     done = run_cli(
@@ -73,6 +74,7 @@ def test_a_two_by_two_sweep_runs_each_job_in_a_submitit_process_and_gathers_the_
     assert arms == [("T_0=1", "2", "0"), ("T_0=2", "2", "0")]
 
 
+@pytest.mark.slow  # a process per job: 20-35 s
 def test_a_failed_job_is_reported_as_failed_and_its_run_directory_names_its_log(tmp_path):
     sweep = tmp_path / "sweep"
     done = run_cli(
@@ -105,6 +107,7 @@ def wait_for(path: Path, process, seconds: float = 300) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a process per job: 20-35 s
 def test_a_preempted_job_is_requeued_and_resumes_from_its_last_checkpoint(tmp_path):
     sweep = tmp_path / "sweep"
     job = sweep / "0"

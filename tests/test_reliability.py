@@ -139,6 +139,7 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 3 * 128
 
 
+@pytest.mark.slow  # waits out W&B's 10 s start-up timeout
 def test_unreachable_wandb_falls_back_to_offline_and_completes(tmp_path):
     env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None, "HOME": str(tmp_path)}
     started = time.time()

@@ -4,10 +4,14 @@ that does not exist, is refused before training with exit code 2, leaving the ru
 
 import hashlib
 import json
+import re
 import shutil
 
 import pytest
-from conftest import FAST, read_rows, run_cli
+from conftest import FAST, compose_config, read_rows, run_cli
+
+from anneal.errors import ConfigError
+from anneal.run import run
 
 BASE = [
     "data=synthetic",
@@ -65,38 +69,45 @@ def test_a_change_a_resume_cannot_honour_exactly_is_refused_and_leaves_the_run_a
     tmp_path, two_epochs, change, message
 ):
     overrides = [o for o in EXP if not any(o.startswith(c.split("=")[0] + "=") for c in change)]
-    run_dir, before, done = resumed(tmp_path, two_epochs, *overrides, "trainer.max_epochs=2", *change)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert message in done.stderr.strip().splitlines()[-1]
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_epochs, run_dir)
+    before = contents(run_dir)
+    cfg = compose_config(*overrides, "trainer.max_epochs=2", *change, "ckpt_path=last", output_dir=run_dir)
+    with pytest.raises(ConfigError) as refused:  # in this process: the command line's exit code is tested below
+        run(cfg)
+    assert message in str(refused.value)
     assert contents(run_dir) == before  # run.json, results.json, history, checkpoints: untouched
+
+
+def test_a_refused_resume_exits_with_2_in_one_line(tmp_path, two_epochs):
+    run_dir, before, done = resumed(tmp_path, two_epochs, *BASE, "schedule=exp", "data.batch_size=64")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "data.batch_size: 32 in the checkpoint, 64 now" in done.stderr.strip().splitlines()[-1]
+    assert contents(run_dir) == before
 
 
 def test_extending_a_run_whose_past_lr_depends_on_its_length_is_refused(tmp_path):
     """Cosine (or a start given as a share of training) is defined by the run's length: extending it would change
     the lr of the steps already taken, so the run would match no run started with the new length."""
-    run_dir = tmp_path / "cosine"
-    assert run_cli(*BASE, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}").returncode == 0
-    done = run_cli(
-        *BASE,
-        "trainer.max_epochs=4",
-        "resume_changes=[trainer.max_epochs]",
-        f"hydra.run.dir={run_dir}",
-        "ckpt_path=last",
-    )
-    assert done.returncode == 2 and "changes the part of the run already done: the lr of step 1" in done.stderr
-    swa = tmp_path / "swa"
-    averaged = [*EXP, "averaging=swa", "averaging.swa_start=50%"]
-    assert run_cli(*averaged, "trainer.max_epochs=2", f"hydra.run.dir={swa}").returncode == 0
-    done = run_cli(
-        *averaged,
-        "trainer.max_epochs=4",
-        "resume_changes=[trainer.max_epochs]",
-        f"hydra.run.dir={swa}",
-        "ckpt_path=last",
-    )
-    assert (
-        done.returncode == 2 and "averaging: swa_start=50% would start averaging at step 16 instead of 8" in done.stderr
-    )
+    cases = [
+        (BASE, "changes the part of the run already done: the lr of step 1"),
+        (
+            [*EXP, "averaging=swa", "averaging.swa_start=50%"],
+            "swa_start=50% would start averaging at step 16 instead of 8",
+        ),
+    ]
+    for i, (settings, message) in enumerate(cases):
+        run_dir = tmp_path / str(i)
+        run(compose_config(*settings, "trainer.max_epochs=2", output_dir=run_dir))
+        extended = compose_config(
+            *settings,
+            "trainer.max_epochs=4",
+            "resume_changes=[trainer.max_epochs]",
+            "ckpt_path=last",
+            output_dir=run_dir,
+        )
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            run(extended)
 
 
 def test_extending_a_run_equals_the_run_started_with_the_final_length(tmp_path, two_epochs):

@@ -135,6 +135,7 @@ def test_a_seeded_sweep_gets_a_study_of_its_arms_with_the_mean_over_seeds(tmp_pa
     assert (sweep / "study_curves.png").stat().st_size > 10_000  # the lr curves at least (history.csv may be absent)
 
 
+@pytest.mark.slow  # seven runs through the CLI: a minute (test_report pools made-up runs by arm)
 def test_two_sweeps_and_a_single_run_pool_into_the_arms_of_what_they_ran(tmp_path):
     """The README's flow: a T_0 x T_mult x seed sweep, then one more seed of an arm run on its own with T_mult
     left at its default (2), then a second sweep of another seed: the report pools each run into the arm of the
