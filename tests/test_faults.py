@@ -211,6 +211,9 @@ def test_the_ensemble_cli_builds_only_anneals_own_objects_from_a_run_directory(t
         {**record, "network": {"name": "LeNet5", "settings": {"width": {"_target_": "os.system"}}}},
         {**record, "data": {"name": "Synthetic", "settings": {"root": str(run_dir / "p"), "copy_to": str(victim)}}},
     ]
+    (run_dir / "run.json").write_text(json.dumps(planted_records[0]))
+    done = ensemble_cli(run_dir)  # the real command once; the other cases in this process
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     for planted in planted_records:
         (run_dir / "run.json").write_text(json.dumps(planted))
         code, stderr = ensemble_in_process(run_dir, capsys)  # anything but a refusal raises here: the test fails
