@@ -131,6 +131,16 @@ def test_methods_at_several_budgets_are_drawn_against_the_budget(tmp_path):
     assert "budgets.png" not in grid_paths
 
 
+def test_an_empty_group_is_labelled_by_its_option(tmp_path):
+    """averaging=none is also recorded as the setting `averaging: {}`; the label names the option, not `{}`."""
+    plain = arm({"averaging": {}}, {"averaging": "none"})
+    lawa = arm({"averaging._target_": "anneal.callbacks.LAWA", "averaging.k": 5}, {"averaging": "lawa"})
+    for i, the_arm in enumerate((plain, lawa)):
+        make_run(tmp_path / "runs" / str(i), the_arm, 0, {"test/acc": 0.5 + i / 10})
+    study, _ = write_report(sorted((tmp_path / "runs").iterdir()), tmp_path / "report")
+    assert sorted(a.label for a in study.arms) == ["averaging=none", "lawa"]
+
+
 def test_runs_pool_by_their_arm_not_by_their_command_line(tmp_path):
     """A single run of an arm joins the sweep's arm of the same settings; a changed default splits an arm."""
     sweep = grid_sweep(tmp_path / "sweep")
@@ -162,6 +172,7 @@ def test_the_headline_compares_an_ensemble_with_a_baseline_and_shows_the_gain_ov
     assert float(rows[1]["headline_gain_mean"]) == pytest.approx((0.03 + 0.04 + 0.03) / 3, abs=1e-12)
     study_md = (out / "study.md").read_text()
     assert "headline: snapshot ensemble test accuracy / test accuracy (%)" in study_md
+    assert "headline: headline" not in study_md
     assert "headline − test acc (pp)" in study_md and "| 3.33 ± 0.58 (± 1.43) |" in study_md
     # --metric still compares everything on one key
     assert (

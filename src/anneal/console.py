@@ -29,3 +29,6 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
+    # a branched cooldown resumes without the callback that saved its branch point; every callback that changes
+    # what a run computes is held to the checkpoint's by the resume check instead
+    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create")

@@ -128,8 +128,11 @@ class Arm:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def values(self) -> dict[str, Any]:
-        """Options and settings as one mapping: group name -> option, key -> value."""
-        return {**self.options, **self.settings}
+        """Options and settings as one mapping: group name -> option, key -> value. A group chosen empty (`none`)
+        is also a setting, `{}`: its option's name stands for it."""
+        merged = {**self.options, **self.settings}
+        merged.update((group, option) for group, option in self.options.items() if group in self.settings)
+        return merged
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "options": self.options, "settings": self.settings}

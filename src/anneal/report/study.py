@@ -127,7 +127,7 @@ def study_declaration(arms: list[list[Run]], metric: str) -> Metric:
         names = sorted(
             {d.label for runs in arms for r in runs if r.finished and (d := r.declared.get(r.headline or ""))}
         )
-        label = names[0] if len(names) == 1 else "headline: " + " / ".join(names)
+        label = names[0] if len(names) == 1 else " / ".join(names)  # (the tables say "headline: ")
         return Metric(HEADLINE, declaration.better, declaration.percent, label)
     return declaration
 

@@ -221,8 +221,21 @@ def check_restarts(T_0: float, T_mult: float) -> None:
     require(T_mult >= 1, "T_mult", T_mult, "must be >= 1 (may be non-integer)")
 
 
+class ToFloor(Curve):
+    """A curve that ends at lr_min (an lr, or 'P%' of the peak), which its dataclass declares with `floor`, the
+    lr it stands for. (Not a dataclass itself: each curve's fields keep their order in its repr, the schedule's
+    name in run records.)"""
+
+    lr_min: float | str
+    floor: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
+
+
 @dataclass(frozen=True)
-class SGDR(Curve):
+class SGDR(ToFloor):
     """Cosine annealing with warm restarts (Loshchilov & Hutter, ICLR 2017)."""
 
     T_0: float = 10.0
@@ -235,7 +248,6 @@ class SGDR(Curve):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_restarts(self.T_0, self.T_mult)
-        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
         require(0 < self.cycle_decay <= 1, "cycle_decay", self.cycle_decay, "must be in (0, 1]")
 
     def position(self, t: float, ending: bool = False) -> tuple[int, float, float]:
@@ -269,7 +281,7 @@ FOUR_EPOCHS = Span(4.0)
 
 
 @dataclass(frozen=True)
-class Cyclic(Curve):
+class Cyclic(ToFloor):
     """Smith's cyclical learning rates (2017) between lr_min and the peak. step_size is half a cycle: in
     epochs, or in optimizer steps as Smith gives it ('2000 steps'). exp_range scales the amplitude by
     gamma ** t, gamma per epoch."""
@@ -282,7 +294,6 @@ class Cyclic(Curve):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
         object.__setattr__(self, "step_size", Span.parse(self.step_size, "step_size"))
         require(self.half_cycle > 0, "step_size", str(self.step_size), "must be > 0")
         require(self.mode in CYCLIC_MODES, "mode", self.mode, f"one of {CYCLIC_MODES}")

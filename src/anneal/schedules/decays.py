@@ -8,35 +8,27 @@ from dataclasses import dataclass, field
 
 from anneal.errors import require
 from anneal.schedules.clock import EPS, Span
-from anneal.schedules.curves import Curve, cosine, lr_floor
+from anneal.schedules.curves import Curve, ToFloor, cosine
 
 
 @dataclass(frozen=True)
-class Cosine(Curve):
+class Cosine(ToFloor):
     """One half-cosine from the peak to lr_min over the whole run, no restarts."""
 
     lr_min: float | str = 0.0  # an lr, or 'P%' of the peak
     floor: float = field(default=0.0, init=False)  # lr_min as an lr
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
 
     def lr(self, t: float) -> float:
         return cosine(self.peak, self.floor, min(t / self.total, 1.0))
 
 
 @dataclass(frozen=True)
-class LinearDecay(Curve):
+class LinearDecay(ToFloor):
     """From the peak to lr_min in a straight line over the whole run (to zero: Bergsma et al. 2025, "Straight to
     Zero")."""
 
     lr_min: float | str = 0.0  # an lr, or 'P%' of the peak
     floor: float = field(default=0.0, init=False)  # lr_min as an lr
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
 
     def lr(self, t: float) -> float:
         return self.peak + (self.floor - self.peak) * min(t / self.total, 1.0)
@@ -47,7 +39,7 @@ LAST_FIFTH = Span(0.2, "fraction")
 
 
 @dataclass(frozen=True)
-class WarmupStableDecay(Curve):
+class WarmupStableDecay(ToFloor):
     """Warmup-stable-decay (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
     Durations"; Hu et al. 2024, MiniCPM): the peak, then a cooldown over the last `cooldown` of the schedule (epochs,
     'N steps' or 'P%' of it) down to lr_min, along `shape`: linear, cosine, or 1-sqrt (Hägele et al.'s best:
@@ -71,7 +63,6 @@ class WarmupStableDecay(Curve):
             f"must be > 0 and at most the schedule's {self.total:g} epochs (after any warmup)",
         )
         require(self.shape in COOLDOWN_SHAPES, "shape", self.shape, f"one of {COOLDOWN_SHAPES}")
-        object.__setattr__(self, "floor", lr_floor(self.lr_min, self.peak))
 
     def cooldown_start(self) -> float:
         return max(self.total - self.cooldown.epochs(self.total, self.clock), 0.0)
