@@ -66,4 +66,4 @@ def test_a_sweep_runs_as_ray_tasks_on_two_nodes_one_cpu_and_one_thread_each(ray_
     assert {w["threads"] for w in workers} == {1} and {w["OMP_NUM_THREADS"] for w in workers} == {"1"}
     assert len({w["node"] for w in workers}) == 2  # both nodes took jobs
     arms = [(r["arm"], r["n"], r["failed"]) for r in read_rows(sweep / "study.csv")]
-    assert arms == [("schedule.T_0=1", "2", "0"), ("schedule.T_0=2", "2", "0")]
+    assert arms == [("T_0=1", "2", "0"), ("T_0=2", "2", "0")]  # arms labelled by what differs, as everywhere
