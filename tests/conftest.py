@@ -74,7 +74,8 @@ def paced(seconds_per_step: float) -> list[str]:
     return ["+callbacks.pace._target_=pacing.Pace", f"+callbacks.pace.seconds_per_step={seconds_per_step}"]
 
 
-def train_process(*args: str) -> subprocess.Popen:
+def train_process(*args: str, own_group: bool = False) -> subprocess.Popen:
+    """train.py with tests/ on its path; own_group: in a process group of its own, as a terminal runs a command."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=ROOT,
@@ -82,6 +83,7 @@ def train_process(*args: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT / "tests")},
+        start_new_session=own_group,
     )
 
 

@@ -7,12 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, read_rows, run_cli
+from conftest import read_rows, run_cli, train_process
 from faults import ANNEAL_PHASES, LIGHTNING_HOOKS
 
 from anneal.storage import load_tensors
@@ -104,15 +103,7 @@ def gone(group: int) -> bool:
 def run_in_own_group(args: list[str], timeout: float = 300) -> tuple[int, str]:
     """train.py in a process group of its own (DDP's ranks with it), as a terminal runs a command; every process
     of the group must have ended when it returns."""
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT / "tests")},
-        start_new_session=True,
-    )
+    process = train_process(*args, own_group=True)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
