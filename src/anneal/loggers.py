@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import netrc
 import os
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,22 +51,6 @@ class StepWandbLogger(WandbLogger):
             super().log_metrics(metrics, step)
         else:
             self.experiment.log({**metrics, "trainer/global_step": step}, step=step)
-
-
-def warm_up_wandb() -> None:
-    """Import W&B and start its service on a thread while the run builds its data and network (about 0.7 s here,
-    which a job would otherwise wait for before its first step). Nothing is logged or created: a run refused
-    later leaves no W&B run; whatever goes wrong shows when the logger starts."""
-
-    def start() -> None:
-        try:
-            import wandb
-
-            wandb.setup()
-        except Exception as error:
-            log.debug("W&B warm-up: %s", error)
-
-    threading.Thread(target=start, name="wandb-warm-up", daemon=True).start()
 
 
 def previous_run_id(save_dir: str) -> str | None:

@@ -25,7 +25,6 @@ from anneal.console import quiet_library_noise
 from anneal.data import ImageData
 from anneal.errors import require
 from anneal.interrupts import Interrupted, StopSignals
-from anneal.loggers import warm_up_wandb
 from anneal.lr_find import RecordingClassifier, lr_find
 from anneal.module import Classifier
 from anneal.preview import render
@@ -102,8 +101,6 @@ class RecordKeeper:
 def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: StopSignals) -> float | None:
     record = keeper.record
     config.check_run_settings(cfg)
-    if starts_wandb(cfg):
-        warm_up_wandb()
     L.seed_everything(cfg.seed, workers=True)
     datamodule = config.build_data(cfg)
     spec = config.build_network(cfg, datamodule.num_classes)
@@ -170,11 +167,6 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-
-
-def starts_wandb(cfg: DictConfig) -> bool:
-    target = str(OmegaConf.select(cfg, "logger._target_", default="") or "")
-    return target.endswith("wandb_logger") and OmegaConf.select(cfg, "logger.mode", default="auto") != "disabled"
 
 
 def start_loggers(cfg: DictConfig) -> list[Logger]:
