@@ -1,6 +1,8 @@
 """The package's shape: imports flow one way, and no private attribute of another library is touched."""
 
 import ast
+import subprocess
+import sys
 
 from conftest import ROOT
 
@@ -9,6 +11,8 @@ SRC = ROOT / "src" / "anneal"
 LAYERS = {
     "errors": 0,
     "storage": 1,
+    "wandb_start": 1,
+    "checkpoint_io": 2,
     "record": 2,
     "schedules": 2,
     "models": 2,
@@ -105,3 +109,14 @@ def test_no_private_attribute_of_another_object():
 def test_no_source_file_over_350_lines():
     long = {p.name: n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 350}
     assert not long, long
+
+
+def test_hydra_imports_anneal_plugins_without_torch():
+    """Hydra imports anneal's plugins before a run's config exists; torch must come after W&B's early import
+    (anneal/wandb_start.py), so they import neither."""
+    script = (
+        "import sys, hydra_plugins.anneal_sweeps, anneal.wandb_start\n"
+        "print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]

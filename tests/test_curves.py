@@ -2,6 +2,8 @@
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,6 +13,7 @@ from conftest import CONF, FAST, ROOT, compose_config, paced, read_rows, run_cli
 from hydra import compose, initialize_config_dir
 
 from anneal.run import run
+from anneal.wandb_start import WANDB_INIT_IMPORTS, import_wandb_early
 
 SMALL = ["data=synthetic", "data.train_size=640", "data.test_size=100", "data.batch_size=64", *FAST]
 
@@ -147,9 +150,12 @@ def test_wandb_groups_each_arm_and_names_each_run_after_its_arm_and_seed(tmp_pat
         "model=lenet",
         "trainer.enable_progress_bar=false",
         f"hydra.sweep.dir={tmp_path}",
-        env={"WANDB_API_KEY": None, "HOME": str(tmp_path)},
+        env={"WANDB_API_KEY": None, "HOME": str(tmp_path), "PYTHONPROFILEIMPORTTIME": "1"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    launch = next(i for i, name in enumerate(imported) if name.startswith(WANDB_INIT_IMPORTS[-1].rsplit(".", 1)[0]))
+    assert launch < imported.index("torch")  # W&B's slow import comes first (wandb_start.py says why)
     runs = {}
     for job in ("0", "1", "2", "3"):
         (run_dir,) = (tmp_path / job / "wandb").glob("offline-run-*")
@@ -186,3 +192,37 @@ def test_the_wandb_sweep_file_drives_train_py_with_hydra_overrides(tmp_path):
         1,
     )
     assert cfg.logger._target_.endswith("wandb_logger")
+
+
+def test_wandb_init_imports_what_a_wandb_run_imports_before_torch(tmp_path):
+    """Pins the W&B internals that anneal imports early: a new W&B version that no longer imports them at its
+    first wandb.init fails here (then import_wandb_early no longer shortens a run's start)."""
+    script = (
+        "import sys, wandb\n"
+        f"names = {WANDB_INIT_IMPORTS!r}\n"
+        "assert names[-1] not in sys.modules\n"
+        f"wandb.init(project='p', mode='offline', dir={str(tmp_path)!r}).finish()\n"
+        "assert names[-1] in sys.modules, names[-1]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("logger", "env", "imports"),
+    [
+        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {}, True),
+        ({"_target_": "anneal.loggers.wandb_logger", "mode": "auto"}, {"WANDB_MODE": "disabled"}, False),
+        ({"_target_": "anneal.loggers.wandb_logger", "mode": "disabled"}, {}, False),
+        ({"_target_": "anneal.loggers.wandb_logger", "mode": "bogus"}, {}, False),  # refused later, named
+        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {"LOCAL_RANK": "1"}, False),
+        ({"_target_": "lightning.pytorch.loggers.CSVLogger"}, {}, False),
+        (None, {}, False),
+    ],
+)
+def test_only_a_process_that_will_start_a_wandb_run_imports_wandb_early(monkeypatch, logger, env, imports):
+    for name in ("WANDB_MODE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert import_wandb_early(logger) is imports

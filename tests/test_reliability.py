@@ -14,9 +14,10 @@ import torch
 import wandb_files
 from conftest import FAST, ROOT, compose_config, paced, run_cli, train_process
 
+from anneal.checkpoint_io import AtomicCheckpointIO
 from anneal.errors import TrainingStopped
 from anneal.run import run
-from anneal.storage import AtomicCheckpointIO, atomic_write, load_tensors
+from anneal.storage import atomic_write, load_tensors
 
 # SGDR mid-cycle (T_0=1.5), adaptive restarts, per-cycle SWA and snapshots, all at once; deterministic on CPU
 EVERYTHING = [

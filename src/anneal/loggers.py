@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import logging
-import netrc
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from anneal.errors import require
+from anneal.wandb_start import wandb_mode
 
 log = logging.getLogger(__name__)
-WANDB_MODES = ("auto", "online", "offline", "disabled")
-
-
-def wandb_api_key_configured() -> bool:
-    """True when WANDB_API_KEY is set or ~/.netrc holds a login for the W&B host (what `wandb login` writes)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    if host is None:
-        return False
-    try:
-        return netrc.netrc().authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_mode(mode: str = "auto") -> str:
-    """`auto`: WANDB_MODE if set, else online with an API key and offline without one."""
-    require(mode in WANDB_MODES, "mode", mode, f"one of {WANDB_MODES}")
-    if mode != "auto":
-        return mode
-    return os.environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured() else "offline")
 
 
 class StepWandbLogger(WandbLogger):

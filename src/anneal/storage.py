@@ -1,5 +1,7 @@
 """Writing run artifacts so that a crash or kill never leaves a truncated file: write a temporary
-file in the same directory, flush it to disk, then rename it over the target (atomic on POSIX)."""
+file in the same directory, flush it to disk, then rename it over the target (atomic on POSIX).
+torch is imported only by the functions that need it: Hydra imports this module at every start (through
+anneal's launcher plugins), before a run has imported W&B (wandb_start.py says why that comes first)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
-
-import torch
-from lightning.fabric.plugins.io import TorchCheckpointIO
+from typing import IO, TYPE_CHECKING, Any
 
 from anneal.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _read_umask() -> int:
@@ -50,12 +52,16 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
 
 
 def save_tensors(obj: Any, path: str | Path) -> Path:
+    import torch
+
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_tensors(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """A checkpoint, snapshot or averaged model: tensors and plain values only (weights_only), never code.
     A file that cannot be read raises DataError naming it and why."""
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -84,15 +90,3 @@ def save_text(text: str, path: str | Path) -> Path:
 
 def save_json(obj: Any, path: str | Path) -> Path:
     return save_text(json.dumps(obj, indent=2, default=float) + "\n", path)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer with the temporary file next to the checkpoint, renamed over it.
-    Lightning's own writes to a file in the system's temp directory and moves it, which is a copy (that a
-    kill can leave half-written) when that directory is on another filesystem. Loads are weights_only."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        save_tensors(checkpoint, path)
-
-    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
-        return load_tensors(path, map_location=map_location or "cpu")

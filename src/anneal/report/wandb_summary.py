@@ -12,9 +12,9 @@ from typing import Any, Literal, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from anneal.loggers import wandb_mode
 from anneal.report.study import Study
 from anneal.report.tables import study_rows
+from anneal.wandb_start import wandb_mode
 
 log = logging.getLogger(__name__)
 FIGURES = {

@@ -1,0 +1,55 @@
+"""Which W&B mode a run gets, and W&B's modules imported before torch and Lightning for a run that logs to it.
+
+Why early: `wandb.init` imports W&B Launch's modules, whose pydantic models read their docstrings through
+`inspect.getmodule`, which scans every module loaded; with torch and Lightning loaded that scan makes W&B's import
+and its first `wandb.init` about a second slower (BENCHMARKS.md, start-up)."""
+
+from __future__ import annotations
+
+import importlib
+import netrc
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from anneal.errors import require
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+WANDB_LOGGER = "anneal.loggers.wandb_logger"
+# what the first wandb.init imports (wandb_run.Run._detect_and_apply_job_inputs); a test pins the name
+WANDB_INIT_IMPORTS = ("wandb", "wandb.sdk.launch.inputs.internal")
+
+
+def wandb_api_key_configured() -> bool:
+    """True when WANDB_API_KEY is set or ~/.netrc holds a login for the W&B host (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    if host is None:
+        return False
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(mode: str = "auto") -> str:
+    """`auto`: WANDB_MODE if set, else online with an API key and offline without one."""
+    require(mode in WANDB_MODES, "mode", mode, f"one of {WANDB_MODES}")
+    if mode != "auto":
+        return mode
+    return os.environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured() else "offline")
+
+
+def import_wandb_early(logger: Mapping[str, Any] | None) -> bool:
+    """Import what W&B's run start needs, if this process will start one (rank 0, the W&B logger, not disabled);
+    call it before torch and Lightning are imported. Whether it did."""
+    if not logger or logger.get("_target_") != WANDB_LOGGER or os.environ.get("LOCAL_RANK", "0") != "0":
+        return False
+    mode = logger.get("mode", "auto")
+    if mode not in WANDB_MODES or wandb_mode(mode) == "disabled":
+        return False  # (a bad mode is refused later, with the other settings)
+    for name in WANDB_INIT_IMPORTS:
+        importlib.import_module(name)
+    return True
