@@ -312,6 +312,32 @@ def lightning_import_seconds() -> float:
     return time.perf_counter() - started
 
 
+WANDB_START = "r = wandb.init(project='bench', mode='offline', dir={out!r}); w += time.perf_counter() - s; r.finish()"
+WANDB_ORDERS = {  # w: seconds spent in W&B's import and run start, the Lightning import between them excluded
+    # (what train.py does for a W&B run: anneal/wandb_start.py)
+    "W&B imported before Lightning": "s = time.perf_counter(); import wandb, wandb.sdk.launch.inputs.internal"
+    "; w = time.perf_counter() - s; import lightning.pytorch; s = time.perf_counter(); " + WANDB_START,
+    "W&B imported after Lightning": "import lightning.pytorch; s = time.perf_counter(); w = 0.0; import wandb; "
+    + WANDB_START,
+}
+
+
+def wandb_seconds(order: str) -> float:
+    """Seconds of W&B's import and run start in a fresh process."""
+    with tempfile.TemporaryDirectory() as out:
+        code = f"import time; {WANDB_ORDERS[order].format(out=out)}; print(w)"
+        env = {**os.environ, "WANDB_MODE": "offline"}
+        done = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+        return float(done.stdout.split()[-1])
+
+
+def compose_only_seconds() -> float:
+    """`python train.py --cfg job`: compose and print the config, no run (Hydra's start, its plugins included)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "train.py"), "--cfg", "job"], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
 def section_d(args) -> list[dict]:
     data = [f"data.root={os.environ['CIFAR10_ROOT']}"] if os.environ.get("CIFAR10_ROOT") else ["data=synthetic"]
     seconds, floor = [], []
@@ -320,6 +346,7 @@ def section_d(args) -> list[dict]:
         for logger in ("csv", "wandb"):
             with tempfile.TemporaryDirectory() as out:
                 env = {**os.environ, "WANDB_MODE": "offline"}
+                started = time.perf_counter()
                 subprocess.run(
                     [
                         sys.executable,
@@ -333,7 +360,8 @@ def section_d(args) -> list[dict]:
                     check=True,
                     capture_output=True,
                 )
-                seconds.append((logger, json.loads((Path(out) / "results.json").read_text())["time_to_first_step"]))
+                first_step = json.loads((Path(out) / "results.json").read_text())["time_to_first_step"]
+                seconds.append((logger, first_step, time.perf_counter() - started))
     base = statistics.median(floor)
     rows = [
         {
@@ -344,7 +372,7 @@ def section_d(args) -> list[dict]:
         }
     ]
     for logger in ("csv", "wandb"):
-        median = statistics.median(s for lg, s in seconds if lg == logger)
+        median = statistics.median(s for lg, s, _ in seconds if lg == logger)
         rows.append(
             {
                 "what": f"(d) `python train.py` to the first optimizer step, logger={logger}",
@@ -353,6 +381,29 @@ def section_d(args) -> list[dict]:
                 "detail": f"median of {args.rounds} runs, seconds; {median - base:+.2f} s after the floor",
             }
         )
+    orders = {order: statistics.median(wandb_seconds(order) for _ in range(args.rounds)) for order in WANDB_ORDERS}
+    first, after = orders.values()
+    rows.append(
+        {
+            "what": "(d) W&B's import and offline run start, imported before vs after Lightning",
+            "ratio": first / after,
+            "target": "(reported)",
+            "detail": f"{first:.2f} s vs {after:.2f} s, medians of {args.rounds}",
+        }
+    )
+    compose = statistics.median(compose_only_seconds() for _ in range(args.rounds))
+    rows.append(
+        {"what": "(d) `python train.py --cfg job`", "ratio": compose, "target": "(reported)", "detail": "seconds"}
+    )
+    walls = {logger: statistics.median(w for lg, _, w in seconds if lg == logger) for logger in ("csv", "wandb")}
+    rows.append(
+        {
+            "what": "(d) the whole 1-epoch run (process start to exit), logger=wandb vs csv",
+            "ratio": walls["wandb"] / walls["csv"],
+            "target": "(reported)",
+            "detail": f"{walls['wandb']:.2f} s vs {walls['csv']:.2f} s, medians of {args.rounds}",
+        }
+    )
     return rows
 
 
