@@ -19,9 +19,9 @@ from omegaconf import DictConfig  # noqa: E402
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from anneal.errors import ConfigError, DataError, DirectoryTaken, TrainingStopped  # here: --help comes back fast
-    from anneal.wandb_start import import_wandb_early
+    from anneal.wandb_start import start_wandb_early
 
-    import_wandb_early(cfg.logger)  # before anneal.run imports torch and Lightning: wandb_start.py says why
+    start_wandb_early(cfg.logger)  # before anneal.run imports torch and Lightning: wandb_start.py says why
     from anneal.interrupts import EXIT_CODES, NAMES, Interrupted, rank
     from anneal.run import run
 

@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -12,8 +13,9 @@ import yaml
 from conftest import CONF, FAST, ROOT, compose_config, paced, read_rows, run_cli, train_process
 from hydra import compose, initialize_config_dir
 
+from anneal import wandb_start
 from anneal.run import run
-from anneal.wandb_start import WANDB_INIT_IMPORTS, import_wandb_early
+from anneal.wandb_start import WANDB_INIT_IMPORTS, start_wandb_early
 
 SMALL = ["data=synthetic", "data.train_size=640", "data.test_size=100", "data.batch_size=64", *FAST]
 
@@ -196,7 +198,7 @@ def test_the_wandb_sweep_file_drives_train_py_with_hydra_overrides(tmp_path):
 
 def test_wandb_init_imports_what_a_wandb_run_imports_before_torch(tmp_path):
     """Pins the W&B internals that anneal imports early: a new W&B version that no longer imports them at its
-    first wandb.init fails here (then import_wandb_early no longer shortens a run's start)."""
+    first wandb.init fails here (then start_wandb_early no longer shortens a run's start)."""
     script = (
         "import sys, wandb\n"
         f"names = {WANDB_INIT_IMPORTS!r}\n"
@@ -220,9 +222,16 @@ def test_wandb_init_imports_what_a_wandb_run_imports_before_torch(tmp_path):
         (None, {}, False),
     ],
 )
-def test_only_a_process_that_will_start_a_wandb_run_imports_wandb_early(monkeypatch, logger, env, imports):
+def test_only_a_process_that_will_start_a_wandb_run_starts_wandb_early(monkeypatch, logger, env, imports):
     for name in ("WANDB_MODE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert import_wandb_early(logger) is imports
+    started = []
+    monkeypatch.setattr(wandb_start, "start_wandb_service", lambda: started.append(True))
+    assert start_wandb_early(logger) is imports
+    if imports:  # (the service starts on a thread)
+        for thread in threading.enumerate():
+            if thread.name == "anneal-wandb-service":
+                thread.join(timeout=60)
+    assert started == ([True] if imports else [])

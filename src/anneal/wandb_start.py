@@ -1,14 +1,15 @@
-"""Which W&B mode a run gets, and W&B's modules imported before torch and Lightning for a run that logs to it.
-
-Why early: `wandb.init` imports W&B Launch's modules, whose pydantic models read their docstrings through
-`inspect.getmodule`, which scans every module loaded; with torch and Lightning loaded that scan makes W&B's import
-and its first `wandb.init` about a second slower (BENCHMARKS.md, start-up)."""
+"""Which W&B mode a run gets, and W&B's start begun before torch and Lightning are imported, for a run that logs
+to it. Why early: `wandb.init` imports W&B Launch's modules, whose pydantic models read their docstrings through
+`inspect.getmodule`, which scans every loaded module: with torch and Lightning loaded, W&B's import and start take
+a third longer. And W&B's service process can boot on the other core while this one imports Lightning."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import netrc
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -42,9 +43,9 @@ def wandb_mode(mode: str = "auto") -> str:
     return os.environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured() else "offline")
 
 
-def import_wandb_early(logger: Mapping[str, Any] | None) -> bool:
-    """Import what W&B's run start needs, if this process will start one (rank 0, the W&B logger, not disabled);
-    call it before torch and Lightning are imported. Whether it did."""
+def start_wandb_early(logger: Mapping[str, Any] | None) -> bool:
+    """If this process will start a W&B run (rank 0, the W&B logger, not disabled): import what its start needs
+    and start W&B's service process on a thread. Call it before torch and Lightning are imported. Whether it did."""
     if not logger or logger.get("_target_") != WANDB_LOGGER or os.environ.get("LOCAL_RANK", "0") != "0":
         return False
     mode = logger.get("mode", "auto")
@@ -52,4 +53,13 @@ def import_wandb_early(logger: Mapping[str, Any] | None) -> bool:
         return False  # (a bad mode is refused later, with the other settings)
     for name in WANDB_INIT_IMPORTS:
         importlib.import_module(name)
+    threading.Thread(target=start_wandb_service, name="anneal-wandb-service", daemon=True).start()
     return True
+
+
+def start_wandb_service() -> None:
+    """`wandb.setup()` starts the service that `wandb.init` would start (and waits for); it mostly waits."""
+    import wandb
+
+    with contextlib.suppress(Exception):  # wandb.init starts it again, and reports what is wrong
+        wandb.setup()
