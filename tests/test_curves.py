@@ -218,12 +218,14 @@ def test_wandb_init_imports_what_a_wandb_run_imports_before_torch(tmp_path):
         ({"_target_": "anneal.loggers.wandb_logger", "mode": "disabled"}, {}, False),
         ({"_target_": "anneal.loggers.wandb_logger", "mode": "bogus"}, {}, False),  # refused later, named
         ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {"LOCAL_RANK": "1"}, False),
+        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {"SLURM_PROCID": "3"}, False),
+        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {"SLURM_PROCID": "0", "RANK": "0"}, True),
         ({"_target_": "lightning.pytorch.loggers.CSVLogger"}, {}, False),
         (None, {}, False),
     ],
 )
 def test_only_a_process_that_will_start_a_wandb_run_starts_wandb_early(monkeypatch, logger, env, imports):
-    for name in ("WANDB_MODE", "LOCAL_RANK"):
+    for name in ("WANDB_MODE", "RANK", "LOCAL_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -46,7 +46,7 @@ def wandb_mode(mode: str = "auto") -> str:
 def start_wandb_early(logger: Mapping[str, Any] | None) -> bool:
     """If this process will start a W&B run (rank 0, the W&B logger, not disabled): import what its start needs
     and start W&B's service process on a thread. Call it before torch and Lightning are imported. Whether it did."""
-    if not logger or logger.get("_target_") != WANDB_LOGGER or os.environ.get("LOCAL_RANK", "0") != "0":
+    if not logger or logger.get("_target_") != WANDB_LOGGER or not rank_zero():
         return False
     mode = logger.get("mode", "auto")
     if mode not in WANDB_MODES or wandb_mode(mode) == "disabled":
@@ -55,6 +55,11 @@ def start_wandb_early(logger: Mapping[str, Any] | None) -> bool:
         importlib.import_module(name)
     threading.Thread(target=start_wandb_service, name="anneal-wandb-service", daemon=True).start()
     return True
+
+
+def rank_zero() -> bool:
+    """Whether the launcher's environment makes this process rank 0 (Lightning's DDP, torchrun, SLURM tasks)."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
 def start_wandb_service() -> None:
