@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from PIL import Image, ImageOps
+from startup_between import first_step, lightning_import_seconds
 
 from anneal.config import build_network
 from anneal.data import CIFAR10, Synthetic
@@ -305,13 +306,6 @@ def section_h(args) -> list[dict]:
     ]
 
 
-def lightning_import_seconds() -> float:
-    """A fresh interpreter's start and `import lightning.pytorch`, the floor under any run's first step."""
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import lightning.pytorch"], check=True, capture_output=True)
-    return time.perf_counter() - started
-
-
 WANDB_START = "r = wandb.init(project='bench', mode='offline', dir={out!r}); w += time.perf_counter() - s; r.finish()"
 WANDB_ORDERS = {  # w: seconds spent in W&B's import and run start, the Lightning import between them excluded
     # (what train.py does for a W&B run: anneal/wandb_start.py)
@@ -339,29 +333,11 @@ def compose_only_seconds() -> float:
 
 
 def section_d(args) -> list[dict]:
-    data = [f"data.root={os.environ['CIFAR10_ROOT']}"] if os.environ.get("CIFAR10_ROOT") else ["data=synthetic"]
     seconds, floor = [], []
     for _ in range(args.rounds):
         floor.append(lightning_import_seconds())  # interleaved with the runs: the same load on the machine
         for logger in ("csv", "wandb"):
-            with tempfile.TemporaryDirectory() as out:
-                env = {**os.environ, "WANDB_MODE": "offline"}
-                started = time.perf_counter()
-                subprocess.run(
-                    [
-                        sys.executable,
-                        str(ROOT / "train.py"),
-                        *data,
-                        "trainer.max_epochs=1",
-                        f"logger={logger}",
-                        f"hydra.run.dir={out}",
-                    ],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                )
-                first_step = json.loads((Path(out) / "results.json").read_text())["time_to_first_step"]
-                seconds.append((logger, first_step, time.perf_counter() - started))
+            seconds.append((logger, *first_step(ROOT, logger)))
     base = statistics.median(floor)
     rows = [
         {
