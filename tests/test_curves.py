@@ -156,6 +156,7 @@ def test_wandb_groups_each_arm_and_names_each_run_after_its_arm_and_seed(tmp_pat
     )
     assert done.returncode == 0, done.stderr[-2000:]
     imported = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    # (-X importtime leaves out some W&B package lines, its lazy loaders'; the package's submodules are listed)
     launch = next(i for i, name in enumerate(imported) if name.startswith(WANDB_INIT_IMPORTS[-1].rsplit(".", 1)[0]))
     assert launch < imported.index("torch")  # W&B's slow import comes first (wandb_start.py says why)
     runs = {}
@@ -210,22 +211,27 @@ def test_wandb_init_imports_what_a_wandb_run_imports_before_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+WANDB = "anneal.loggers.wandb_logger"
+
+
 @pytest.mark.parametrize(
     ("logger", "env", "imports"),
     [
-        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {}, True),
-        ({"_target_": "anneal.loggers.wandb_logger", "mode": "auto"}, {"WANDB_MODE": "disabled"}, False),
-        ({"_target_": "anneal.loggers.wandb_logger", "mode": "disabled"}, {}, False),
-        ({"_target_": "anneal.loggers.wandb_logger", "mode": "bogus"}, {}, False),  # refused later, named
-        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {"LOCAL_RANK": "1"}, False),
-        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {"SLURM_PROCID": "3"}, False),
-        ({"_target_": "anneal.loggers.wandb_logger", "mode": "offline"}, {"SLURM_PROCID": "0", "RANK": "0"}, True),
+        ({"_target_": WANDB, "mode": "offline"}, {}, True),
+        ({"_target_": WANDB, "mode": "auto"}, {"WANDB_MODE": "disabled"}, False),
+        ({"_target_": WANDB, "mode": "disabled"}, {}, False),
+        ({"_target_": WANDB, "mode": "bogus"}, {}, False),  # refused later, named
+        ({"_target_": WANDB, "mode": "offline"}, {"LOCAL_RANK": "1"}, False),
+        ({"_target_": WANDB, "mode": "offline"}, {"SLURM_PROCID": "3"}, False),
+        ({"_target_": WANDB, "mode": "offline"}, {"SLURM_PROCID": "0", "RANK": "0"}, True),
+        # Lightning's order: LOCAL_RANK before SLURM_PROCID (set even where SLURM does not launch the ranks)
+        ({"_target_": WANDB, "mode": "offline"}, {"LOCAL_RANK": "0", "SLURM_PROCID": "2"}, True),
         ({"_target_": "lightning.pytorch.loggers.CSVLogger"}, {}, False),
         (None, {}, False),
     ],
 )
 def test_only_a_process_that_will_start_a_wandb_run_starts_wandb_early(monkeypatch, logger, env, imports):
-    for name in ("WANDB_MODE", "RANK", "LOCAL_RANK", "SLURM_PROCID"):
+    for name in ("WANDB_MODE", "RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -58,8 +58,10 @@ def start_wandb_early(logger: Mapping[str, Any] | None) -> bool:
 
 
 def rank_zero() -> bool:
-    """Whether the launcher's environment makes this process rank 0 (Lightning's DDP, torchrun, SLURM tasks)."""
-    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+    """Whether the launcher's environment makes this process rank 0: the variables Lightning's `rank_zero_only`
+    reads, in its order (the first one set decides), read here without importing Lightning (which imports torch)."""
+    names = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+    return next((os.environ[name] for name in names if name in os.environ), "0") == "0"
 
 
 def start_wandb_service() -> None:
