@@ -36,9 +36,10 @@ __all__ = ["ConfigError", "LrPlan", "ScheduleLR", "__version__", "lr_scheduler",
 
 
 def __getattr__(name: str) -> Any:
-    if name in PARTS:
-        return getattr(importlib.import_module(PARTS[name]), name)
-    raise AttributeError(f"module 'anneal' has no attribute {name!r}")
+    if name not in PARTS:
+        raise AttributeError(f"module 'anneal' has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(PARTS[name]), name)  # imported once
+    return value
 
 
 def __dir__() -> list[str]:

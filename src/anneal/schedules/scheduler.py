@@ -40,7 +40,7 @@ def lr_scheduler(
         optimizer: the optimizer whose lr is set at every step.
         schedule: the name of a `schedule` option of `python train.py` (`"cosine"`, `"sgdr"`, `"snapshot"`,
             `"wsd"`, `"onecycle"`, `"plateau"`, ... see `anneal.schedules.options.SCHEDULES`), or a schedule class of
-            your own (a `anneal.schedules.Curve` subclass), which is given the settings as they are.
+            your own (an `anneal.schedules.Curve` subclass), which is given the settings as they are.
         epochs: the length of training in epochs; or
         steps: its length in optimizer steps (if both are given, whichever ends training first, as Lightning's
             `max_epochs` and `max_steps`).
