@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn, update_bn
+from torch.optim.swa_utils import AveragedModel, get_swa_multi_avg_fn, update_bn
 
 from anneal.callbacks.base import RunCallback, network_of
 from anneal.callbacks.data_access import Counted, heldout_batches, training_batches
@@ -306,45 +306,6 @@ class SWA(WeightAverage):
         if self.start.unit == "steps":
             return step > self.start_step and step % self.swa_freq == 0
         return (step - self.start_step) % self.swa_freq == 0
-
-
-class EMA(WeightAverage):
-    """Exponential moving average of the weights and buffers: avg <- decay * avg + (1 - decay) * w,
-    after every `every_n_steps`-th optimizer step from `start` on."""
-
-    prefix, title = "ema", "EMA"
-
-    def __init__(
-        self,
-        decay: float = 0.999,
-        every_n_steps: int = 1,
-        start: float | str = 0.0,
-        bn_update: bool = False,
-        output_dir: str | Path | None = None,
-    ):
-        require(0 < decay < 1, "decay", decay, "must be in (0, 1)")
-        require(
-            isinstance(every_n_steps, int) and every_n_steps >= 1,
-            "every_n_steps",
-            every_n_steps,
-            "must be an integer >= 1",
-        )
-        super().__init__(
-            Span.parse(start, "start", shares=True),
-            start_key="start",
-            bn_update=bn_update,
-            use_buffers=True,
-            multi_avg_fn=get_ema_multi_avg_fn(decay),
-            output_dir=output_dir,
-        )
-        self.every_n_steps = every_n_steps
-
-    def updates_planned(self) -> int | None:
-        assert self.clock is not None
-        return every(self.start_step, self.clock.total_steps, self.every_n_steps)
-
-    def should_update(self, step: int) -> bool:
-        return (step - self.start_step) % self.every_n_steps == 0
 
 
 def every(start: int, total: int, interval: int) -> int:
