@@ -162,9 +162,11 @@ class WeightAverage(RunCallback):
         device = module.device
         results: dict[str, Any] = {f"{p}/n_averaged": n}
         if self.bn_update:
-            train = Counted(training_batches(trainer, datamodule))
-            update_bn(train, network, device=device)
-            results[f"{p}/bn_update_images"] = train.images
+            train = training_batches(trainer, datamodule)
+            counted = Counted(train)
+            update_bn(counted, network, device=device)
+            images = getattr(train, "images", None)  # anneal's batches know their set's size
+            results[f"{p}/bn_update_images"] = counted.images if images is None else len(images)
         if trainer.world_size > 1:  # DDP keeps the replicas equal, so their averages must be equal too
             sums = torch.stack([t.double().sum() for t in network.state_dict().values()])
             gathered = trainer.strategy.all_gather(sums)

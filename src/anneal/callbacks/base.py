@@ -120,9 +120,9 @@ def compose_switches(plan: LrPlan, callbacks: Iterable[L.Callback]) -> bool:
 
 def trainer_clock(trainer: L.Trainer, who: str) -> Clock:
     """The clock Lightning counts (optimizer steps per epoch and in all), for a run without an anneal plan."""
-    total = trainer.estimated_stepping_batches  # (loads the training dataloader if it is not loaded yet)
-    if trainer.train_dataloader is None:
+    if trainer.train_dataloader is None:  # (Lightning loads it when the fit loop starts: now, to count its batches)
         trainer.fit_loop.setup_data()
+    total = trainer.estimated_stepping_batches
     batches = trainer.num_training_batches
     if not (math.isfinite(total) and math.isfinite(batches)):
         raise ConfigError(
