@@ -278,6 +278,13 @@ def test_what_needs_an_anneal_scheduler_refuses_before_the_first_step_without_on
     assert "\n" not in str(refused.value) and "ScheduleLR" in str(refused.value)
 
 
+def test_a_plan_that_counts_other_steps_than_the_trainer_is_refused(tmp_path):
+    module = Net(partial(Cosine), epochs=5)  # its plan: 40 steps; the trainer takes 32
+    with pytest.raises(ConfigError, match="8 optimizer steps per epoch and 40 in all, the Trainer takes 8 and 32"):
+        fit_module(tmp_path, module, [SWA()], epochs=4)
+    assert module.after_step == {}
+
+
 def test_a_start_past_the_end_of_a_plain_trainers_training_is_refused(tmp_path):
     module = Net()
     with pytest.raises(ConfigError, match="before the end of training"):

@@ -77,6 +77,7 @@ class RunCallback(L.Callback):
             self.plan = None
             self.use_clock(trainer_clock(trainer, type(self).__name__))
         elif plan is not self.plan:
+            check_clock(plan, trainer)
             self.use_plan(plan)
             plan.marks += self.marks()
         self.found_plan = True
@@ -131,6 +132,21 @@ def trainer_clock(trainer: L.Trainer, who: str) -> Clock:
             f"and use a training dataloader with a length",
         )
     return Clock(max(1, math.ceil(batches / trainer.accumulate_grad_batches)), int(total))
+
+
+def check_clock(plan: LrPlan, trainer: L.Trainer) -> None:
+    """A plan found in a trainer must count the steps Lightning will take: else its cycle ends, its cooldown and the
+    times given as a share of training would fall elsewhere than the callbacks read them."""
+    if trainer.fast_dev_run:  # type: ignore[attr-defined]  # a smoke test takes a step or so of the planned run
+        return
+    counted = trainer_clock(trainer, "the lr plan")
+    if counted != plan.clock:
+        raise ConfigError(
+            "",
+            text=f"the module's anneal lr scheduler plans {plan.clock.steps_per_epoch} optimizer steps per epoch and "
+            f"{plan.clock.total_steps} in all, the Trainer takes {counted.steps_per_epoch} and {counted.total_steps}: "
+            f"build it with the trainer's count (trainer.estimated_stepping_batches)",
+        )
 
 
 def network_of(module: Any) -> Any:
