@@ -290,3 +290,34 @@ def test_a_start_past_the_end_of_a_plain_trainers_training_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="before the end of training"):
         fit_module(tmp_path, module, [EMA(start=3)], epochs=2)
     assert module.after_step == {}
+
+
+def test_a_plain_trainer_resumed_from_a_checkpoint_averages_exactly_as_without_the_break(tmp_path):
+    """SWA (its lr switch composed into the module's plan again on resume) and EMA, resumed after epoch 2."""
+
+    def run(ckpt_path=None):
+        callbacks = [SWA(swa_start="25%", swa_lr=0.02, anneal_epochs=1), EMA(decay=0.9, start="25%")]
+        saver = L.pytorch.callbacks.ModelCheckpoint(tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1)
+        module = Net(partial(Cosine), epochs=4)
+        trainer = L.Trainer(
+            max_epochs=4,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=tmp_path,
+            callbacks=[*callbacks, saver],
+        )
+        trainer.fit(module, datamodule=Data(), ckpt_path=ckpt_path, weights_only=True)
+        return callbacks, module
+
+    (swa, ema), whole = run()
+    (swa_resumed, ema_resumed), resumed = run(tmp_path / "ckpt" / "epoch=1-step=16.ckpt")
+    assert sorted(resumed.lrs) == list(range(16, 32))
+    assert all(resumed.lrs[s] == whole.lrs[s] for s in resumed.lrs)
+    for reference, again in ((swa, swa_resumed), (ema, ema_resumed)):
+        assert int(again.average.n_averaged) == int(reference.average.n_averaged)
+        for (key, value), other in zip(
+            reference.average.module.state_dict().items(), again.average.module.state_dict().values()
+        ):
+            assert torch.equal(value, other), key
