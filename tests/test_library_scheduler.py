@@ -350,6 +350,8 @@ def test_preview_lr_draws_the_plan_and_writes_every_steps_lr(tmp_path):
         ({"epochs": 2.5}, "epochs=2.5 is invalid: an integer >= 1, or None"),
         ({"steps_per_epoch": 0}, "steps_per_epoch=0 is invalid: an integer >= 1"),
         ({"schedule": 42}, "schedule=42 is invalid: one of adaptive_sgdr"),
+        ({"T_0": "ten"}, "schedule settings are invalid: '>' not supported"),
+        ({"warmup": "linear", "warmup_epochs": "one"}, "warmup settings are invalid: '>' not supported"),
     ],
 )
 def test_a_bad_name_or_setting_is_one_line_naming_the_argument(arguments, message):
