@@ -17,6 +17,7 @@ PUBLIC = [
     "anneal",
     r"!anneal\.",
     "anneal.schedules",
+    "anneal.schedules.options",  # the schedules and warmups by option name, with their settings
     "anneal.callbacks",
     "anneal.record",
     "anneal.report",

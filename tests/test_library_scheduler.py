@@ -255,9 +255,10 @@ class Regression(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
-        loader = self.trainer.datamodule.train_dataloader()
+        loader = self.trainer.datamodule.train_dataloader()  # README.md's recipe
+        steps_per_epoch = math.ceil(len(loader) / self.trainer.accumulate_grad_batches)
         scheduler = anneal.lr_scheduler(
-            optimizer, epochs=self.trainer.max_epochs, steps_per_epoch=len(loader), **self.schedule
+            optimizer, epochs=self.trainer.max_epochs, steps_per_epoch=steps_per_epoch, **self.schedule
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -301,6 +302,25 @@ def test_as_lightnings_configure_optimizers_it_sets_the_lr_of_every_step(tmp_pat
         assert module.lrs == pytest.approx([0.1] * 15 + [0.05] * 5, rel=1e-12)
 
 
+def test_with_gradient_accumulation_the_plan_counts_the_optimizer_steps_lightning_takes(tmp_path):
+    module = Regression(schedule="cosine")
+    trainer = L.Trainer(
+        max_epochs=3,
+        accumulate_grad_batches=2,  # 5 batches an epoch: 3 optimizer steps (the last after one batch)
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=Points())
+    plan = trainer.lr_scheduler_configs[0].scheduler.plan
+    assert trainer.global_step == plan.clock.total_steps == 9
+    assert module.optimizers().param_groups[0]["lr"] == pytest.approx(plan.lr(9)) == pytest.approx(0.0)
+
+
 def test_preview_lr_draws_the_plan_and_writes_every_steps_lr(tmp_path):
     scheduler = one_call(0.1, "snapshot", cycles=4, warmup="linear", warmup_epochs=2)
     png = anneal.preview_lr(scheduler, tmp_path / "pictures" / "lr.png")
@@ -330,6 +350,8 @@ def test_preview_lr_draws_the_plan_and_writes_every_steps_lr(tmp_path):
         ({"epochs": 2.5}, "epochs=2.5 is invalid: an integer >= 1, or None"),
         ({"steps_per_epoch": 0}, "steps_per_epoch=0 is invalid: an integer >= 1"),
         ({"schedule": 42}, "schedule=42 is invalid: one of adaptive_sgdr"),
+        ({"T_0": "ten"}, "schedule settings are invalid: '>' not supported"),
+        ({"warmup": "linear", "warmup_epochs": "one"}, "warmup settings are invalid: '>' not supported"),
     ],
 )
 def test_a_bad_name_or_setting_is_one_line_naming_the_argument(arguments, message):

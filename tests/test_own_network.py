@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import FAST, compose_config
+from conftest import FAST, compose_config, run_cli
 
 from anneal.config import build_network
 from anneal.config.build import build_data
@@ -164,6 +164,22 @@ def test_own_network_and_data_train_through_the_config_and_only_an_allowed_packa
     assert not (user_code / "mypkg" / "CALLED").exists()
     code, stderr = ensemble(run_dir, capsys, "--allow-module", "my pkg")
     assert code == 2 and "--allow-module='my pkg' is invalid" in stderr
+
+
+def test_the_command_line_finds_the_users_option_files_and_labels_the_arm_by_them(user_code, tmp_path):
+    """train.py itself, with the user's config directory on Hydra's search path (mode=preview: no training)."""
+    done = run_cli(
+        f"hydra.searchpath=[file://{user_code / 'myconf'}]",
+        "data=mydata",
+        "model._target_=mypkg.nets.Net",
+        "mode=preview",
+        "logger=csv",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"PYTHONPATH": str(user_code), "WANDB_MODE": "disabled"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["arm"]["options"]["data"] == "mydata" and record["label"].startswith("mydata ")
 
 
 def test_a_legacy_config_names_a_class_of_an_allowed_package_only():

@@ -49,16 +49,23 @@ def sweep_of() -> dict[str, Any] | None:
     return {"dir": str(sweep_dir), "name": sweep_dir.name, "job": HydraConfig.get().job.num}
 
 
+def searchpath_override() -> list[str]:
+    """The run's `hydra.searchpath` (config directories of the user's own, whose options the arm may name), for a
+    compose that must find the same options."""
+    paths = list(HydraConfig.get().searchpath) if HydraConfig.initialized() else []
+    quoted = ",".join("'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'" for p in paths)
+    return [f"hydra.searchpath=[{quoted}]"] if paths else []
+
+
 def arm_label(arm: Arm) -> str:
     """The arm against the defaults of its own options (stable however the command line was spelt), from the
     config tree the running app composes; outside a Hydra app (nothing to compose) the arm's id alone."""
     if not GlobalHydra.instance().is_initialized():
         return arm.id
+    common = ["output_dir=.", *searchpath_override()]
     try:
-        default = compose("train", overrides=["output_dir=."], return_hydra_config=True)
-        defaults_of_options = compose(
-            "train", overrides=[*(f"{g}={o}" for g, o in arm.options.items()), "output_dir=."]
-        )
+        default = compose("train", overrides=common, return_hydra_config=True)
+        defaults_of_options = compose("train", overrides=[*(f"{g}={o}" for g, o in arm.options.items()), *common])
     except Exception as error:  # a config tree other than anneal's: the label is a courtesy, the id is the name
         log.debug("no arm label: %s", error)
         return arm.id

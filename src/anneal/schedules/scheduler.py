@@ -120,7 +120,10 @@ def build_warmup(name: str, settings: dict[str, Any]) -> Any:
     if "steps" in settings and "epochs" not in settings:  # a warmup in steps replaces the option's epochs
         settings = {**settings, "epochs": None}
     with within("warmup"):
-        return option.target(**{**option.defaults, **settings})
+        try:
+            return option.target(**{**option.defaults, **settings})
+        except TypeError as error:  # a value of the wrong type, which the checks compare
+            raise ConfigError("", text=f"warmup settings are invalid: {error}") from None
 
 
 def build_switch(settings: dict[str, Any], clock: Clock) -> LrSwitch | None:
