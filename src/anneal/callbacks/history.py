@@ -136,7 +136,7 @@ class History(RunCallback):
             return []
         title = "test" if split == "test" else "validation"
         return [
-            accuracy(f"{split}/acc_best", f"best {title} accuracy in an epoch"),
+            accuracy(f"{split}/acc_best", f"best {title} accuracy in an epoch", column=True),
             count(f"{split}/acc_best_epoch", f"epoch of the best {title} accuracy"),
         ]
 
