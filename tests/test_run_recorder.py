@@ -135,6 +135,14 @@ def test_what_the_recorder_cannot_record_is_refused_before_any_step(tmp_path, mo
     with pytest.raises(ConfigError, match="width=.Linear.*save_hyperparameters"):
         run(tmp_path / "b", Scored(), RunRecorder(arm={"width": nn.Linear(1, 1)}, seed=0))
 
+    class Bare(Scored):
+        def __init__(self):
+            L.LightningModule.__init__(self)
+            self.network = nn.Linear(4, 2)
+
+    with pytest.raises(ConfigError, match="no hyperparameters of Bare"):
+        run(tmp_path / "bare", Bare(), RunRecorder(seed=0))
+
     with pytest.raises(ConfigError, match="headline"):
         run(tmp_path / "c", Scored(), RunRecorder([count("test/n", "n")], seed=0))
 

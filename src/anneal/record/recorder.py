@@ -55,11 +55,11 @@ def arm_settings(hyperparameters: Mapping[str, Any], bookkeeping: Iterable[str],
     Trainer's settings that change what it computes. Each must be a plain value, recorded as JSON."""
     ignored = set(bookkeeping) | {"seed"}
     settings = {}
-    for key, value in flatten(dict(hyperparameters)).items():
+    for key, value in flatten(dict(hyperparameters)).items() if hyperparameters else ():
         if key in ignored or key.split(".")[0] in ignored:
             continue
         require(
-            plain(value),
+            plain(value) or value == {},
             key,
             type(value).__name__,
             "an arm setting must be a number, a string, a flag, None or a list of them: leave it out of "
@@ -179,6 +179,13 @@ class RunRecorder(L.Callback):
         datamodule = getattr(trainer, "datamodule", None)
         given = self.given_arm
         hyperparameters = dict(given) if given is not None else own_hyperparameters(pl_module, datamodule)
+        require(
+            given is not None or bool(pl_module.hparams),
+            "arm",
+            None,
+            f"RunRecorder found no hyperparameters of {type(pl_module).__name__} to tell its arms apart: call "
+            "self.save_hyperparameters() in its __init__, or pass RunRecorder(arm={...})",
+        )
         seed = seed_of(self.given_seed, hyperparameters)
         validated = validates(trainer, pl_module)
         evaluation = Evaluation(("val", "test"), "val") if validated else Evaluation(("test",), None)
