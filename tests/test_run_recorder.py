@@ -161,6 +161,28 @@ def test_a_headline_never_logged_fails_the_run_with_the_reason(tmp_path):
     assert not RunFiles(tmp_path / "run").results.exists()
 
 
+class Averaged(L.Callback):
+    """A producer like anneal's averaging callbacks: it declares a headline of higher rank and reports it."""
+
+    def declare(self, evaluation):
+        self.evaluation = evaluation
+        return [accuracy("avg/test/acc", "averaged test accuracy", headline=2), count("avg/n", "averaged")]
+
+    def results(self, trainer, module, datamodule):
+        # evaluated outside the test loop's inference mode: a BatchNorm update may write the average's buffers
+        self.inference = torch.is_inference_mode_enabled()
+        return {"avg/test/acc": 0.75, "avg/n": 3}
+
+
+def test_a_callbacks_declared_results_join_the_record_and_may_be_the_headline(tmp_path):
+    averaged = Averaged()
+    run(tmp_path / "run", Scored(), RunRecorder(seed=0), averaged, epochs=1)
+    results = json.loads(RunFiles(tmp_path / "run").results.read_text())
+    assert results["headline"] == "avg/test/acc" and results["avg/test/acc"] == 0.75 and results["test/acc"] == 0.5
+    assert results["metrics"]["avg/test/acc"]["producer"] == "Averaged"
+    assert averaged.evaluation == Evaluation(("val", "test"), "val") and averaged.inference is False
+
+
 class Claims(L.Callback):
     """A callback that declares and reports a key the module also reports."""
 
