@@ -183,6 +183,16 @@ def test_a_callbacks_declared_results_join_the_record_and_may_be_the_headline(tm
     assert averaged.evaluation == Evaluation(("val", "test"), "val") and averaged.inference is False
 
 
+class WritesHistory(L.Callback):
+    writes_history = True  # as anneal's History: history.csv is its own
+
+
+def test_a_callback_that_writes_history_keeps_the_file(tmp_path):
+    run(tmp_path / "run", Scored(), RunRecorder(seed=0), WritesHistory(), epochs=1)
+    files = RunFiles(tmp_path / "run")
+    assert files.results.is_file() and not files.history.exists()
+
+
 class Claims(L.Callback):
     """A callback that declares and reports a key the module also reports."""
 

@@ -29,6 +29,8 @@ class History(RunCallback):
     The rows live in checkpoints, so that a resumed run continues the file with no epoch missing or repeated.
     Reports the best held-out accuracy and its epoch, named after the split (`val/acc_best`)."""
 
+    writes_history = True  # the run's history.csv is this callback's: a RunRecorder beside it leaves the file alone
+
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
         self.heldout: dict[str, float] = {}

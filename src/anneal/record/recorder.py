@@ -155,6 +155,7 @@ class RunRecorder(L.Callback):
         self.rows: list[dict[str, Any]] = []
         self.held_out: dict[str, float] = {}
         self.lrs: list[dict[str, float]] = []
+        self.history = True  # whether history.csv is this recorder's to write
 
     @property
     def files(self) -> RunFiles:
@@ -206,11 +207,13 @@ class RunRecorder(L.Callback):
             'anneal.record.accuracy("test/acc", "test accuracy", headline=1)',
         )
         arm = Arm({}, arm_settings(hyperparameters, self.bookkeeping, trainer))
+        # a callback that writes history.csv itself (anneal's History) keeps it: one writer per file
+        self.history = not any(getattr(c, "writes_history", False) for c in trainer.callbacks)  # type: ignore[attr-defined]
         self.record = RunRecord(arm, seed, list(sys.argv[1:]), attempts=[{"started": time.time()}])
         self.started = time.perf_counter()
         if trainer.is_global_zero:
             if self.overwrite:
-                for stale in (files.results, files.history, files.lr_csv):
+                for stale in [files.results, files.lr_csv] + [files.history] * self.history:
                     stale.unlink(missing_ok=True)
             files.directory.mkdir(parents=True, exist_ok=True)
             self.record.save(files)
@@ -236,7 +239,7 @@ class RunRecorder(L.Callback):
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, "lr": lr, **metrics, **self.held_out}
         self.rows.append(row)
         self.held_out = {}
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.history:
             columns = list(dict.fromkeys(k for r in self.rows for k in r))
             save_text(csv_text(columns, self.rows), self.files.history)
 
