@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from anneal.record import RunFiles
-from anneal.schedules import LrPlan
+from anneal.schedules import LrPlan, ScheduleLR
 
 MAX_POINTS = 100_000
 
@@ -33,11 +33,27 @@ def lr_points(plan: LrPlan, max_points: int = MAX_POINTS) -> list[tuple[int, flo
 
 
 def render(plan: LrPlan, files: RunFiles, title: str) -> tuple[Path, Path]:
+    """A run's lr picture and CSV, under the names of its run directory."""
+    files.directory.mkdir(parents=True, exist_ok=True)
+    draw(plan, files.lr_png, files.lr_csv, title)
+    return files.lr_png, files.lr_csv
+
+
+def preview_lr(scheduler: LrPlan | ScheduleLR, path: str | Path, title: str | None = None) -> Path:
+    """Draw the lr of a scheduler made by `anneal.lr_scheduler` (or of its plan) against epochs into the PNG `path`,
+    its cycle ends marked, and write the lr of every step beside it (the same name, `.csv`: step, epoch, lr).
+    Returns the PNG's path."""
+    plan = scheduler.plan if isinstance(scheduler, ScheduleLR) else scheduler
+    png_path = Path(path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    draw(plan, png_path, png_path.with_suffix(".csv"), title or f"lr schedule: {plan.describe()}")
+    return png_path
+
+
+def draw(plan: LrPlan, png_path: Path, csv_path: Path, title: str) -> None:
     from matplotlib.figure import Figure  # imported here: only runs that draw pay for matplotlib
 
-    files.directory.mkdir(parents=True, exist_ok=True)
     rows = lr_points(plan)
-    csv_path, png_path = files.lr_csv, files.lr_png
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "epoch", "lr"])
@@ -61,4 +77,3 @@ def render(plan: LrPlan, files: RunFiles, title: str) -> tuple[Path, Path]:
     ax.set_title(textwrap.fill(title, 100), fontsize=9)
     ax.grid(alpha=0.3)
     fig.savefig(png_path, dpi=110)
-    return png_path, csv_path

@@ -25,8 +25,16 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def build_data(cfg: DictConfig) -> ImageData:
+    """The `data` group's data module: one of anneal's, or a subclass of `ImageData` of the user's own package."""
     with keys("data"):
         datamodule = instantiate(cfg.data)
+    if not isinstance(datamodule, ImageData):
+        raise ConfigError(
+            "data._target_",
+            cfg.data.get("_target_"),
+            "train.py trains on a subclass of anneal.data.ImageData (its load() returns uint8 images and labels: "
+            "docs/extending.md); with another LightningDataModule, use anneal's parts in your own Lightning script",
+        )
     return datamodule
 
 
@@ -48,6 +56,7 @@ def build_network(cfg: DictConfig, num_classes: int) -> NetworkSpec:
     compile_ = bool(spec.pop("compile", False))
     with keys("model"):
         network = instantiate(spec, num_classes=num_classes)
+    require(isinstance(network, nn.Module), "model._target_", spec.get("_target_"), "a torch.nn.Module class")
     return NetworkSpec(network, compile_)
 
 

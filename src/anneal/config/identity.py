@@ -15,6 +15,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from anneal.data import DATASETS
+from anneal.models import NETWORKS
 from anneal.record import GROUP_CLASSES, Arm, Part, RunFiles, RunRecord, UnreadableRun, arm_of, label_against
 
 log = logging.getLogger(__name__)
@@ -80,10 +82,18 @@ def wandb_group(record: RunRecord) -> str:
     return label if label == record.arm.id else f"{label} · {record.arm.id}"
 
 
+def class_name(cls: type) -> str:
+    """One of anneal's own networks or data modules by its registered name; a class of the user's own package
+    (`model._target_=mypkg.Net`) by its import path, which the ensemble CLI imports only from packages the user
+    allows (a class of the same name as one of anneal's is never taken for it)."""
+    name = cls.__name__
+    return name if NETWORKS.get(name) is cls or DATASETS.get(name) is cls else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def part(node: DictConfig, built: object, drop: tuple[str, ...] = (), **extra: Any) -> Part:
-    """A network or data module as built: its class's registered name and the plain values it was built from."""
+    """A network or data module as built: its class's name (`class_name`) and the plain values it was built from."""
     settings = {k: v for k, v in resolved(node).items() if not k.startswith("_") and k not in drop}
-    return Part(type(built).__name__, settings | extra)
+    return Part(class_name(type(built)), settings | extra)
 
 
 def name_wandb_run(cfg: DictConfig, record: RunRecord) -> None:

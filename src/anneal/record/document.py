@@ -25,8 +25,9 @@ class UnreadableRun(ValueError):
 
 @dataclass
 class Part:
-    """A network or a data module as the run built it: a registered name and plain keyword values, all that
-    the ensemble CLI needs to build it again (never a dotted path to import)."""
+    """A network or a data module as the run built it: a registered name of anneal's own (`LeNet5`) or the import
+    path of a class of the user's package (`mypkg.nets.Net`, which the ensemble CLI imports only from packages the
+    user allows), and plain keyword values: all that the ensemble CLI needs to build it again."""
 
     name: str
     settings: dict[str, Any]

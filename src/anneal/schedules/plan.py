@@ -62,7 +62,12 @@ class LrPlan:
         return self.recipe.build(self.peak, clock)
 
     def lr(self, step: int) -> float:
+        """The lr of optimizer step `step` (0 is the first)."""
         return self.schedule(self.clock.epochs(step))
+
+    def lr_at(self, t: float) -> float:
+        """The lr at time `t` of training, in epochs (a float: 2.5 is half-way through the third epoch)."""
+        return self.schedule(t)
 
     @property
     def monitor(self) -> str | None:
@@ -70,6 +75,7 @@ class LrPlan:
         return self.schedule.monitor
 
     def cycle_ends(self) -> list[float]:
+        """When the schedule's cycles end (its restarts: where snapshots are taken), in epochs of the run."""
         return self.schedule.cycle_ends()
 
     def cycle_end_steps(self) -> frozenset[int]:
@@ -96,6 +102,7 @@ class LrPlan:
         self._cycle_end_steps = None
 
     def describe(self) -> str:
+        """The composed schedule in one line (`LinearWarmup(...) -> SGDR(T_0=10, ...)`), as run records name it."""
         return self.schedule.describe()
 
     def state_dict(self) -> dict[str, Any]:
@@ -108,7 +115,8 @@ class LrPlan:
 
 class ScheduleLR(LambdaLR):
     """Drives the optimizer with the plan at every step: LambdaLR scales each param group's initial lr (the
-    peak) by lr(step) / peak."""
+    peak) by lr(step) / peak. Step it after every optimizer step (Lightning: `"interval": "step"`); `plan` is
+    the lr plan it follows. `anneal.lr_scheduler` builds one from a schedule's name."""
 
     def __init__(self, optimizer: Optimizer, plan: LrPlan):
         self.plan = plan
