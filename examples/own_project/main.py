@@ -10,7 +10,6 @@ No anneal config, no Hydra: a plain `lightning.Trainer`. Each run takes seconds 
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+import anneal
 from anneal.record import RunRecorder, accuracy, loss
 from anneal.report.__main__ import main as report
-from anneal.schedules import SGDR, Clock, LrRecipe, ScheduleLR
 
 ARMS = (1, 2)  # SGDR's T_0: restarts every epoch against every 2 epochs
 SEEDS = (0, 1, 2)  # the same seed gives both arms the same initialization and data order: the report pairs them
@@ -85,10 +84,13 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
-        data = self.trainer.datamodule
-        clock = Clock.for_training(data.steps_per_epoch(), max_epochs=self.trainer.max_epochs)
-        plan = LrRecipe(functools.partial(SGDR, T_0=self.hparams.T_0)).build(self.hparams.lr, clock)
-        scheduler = ScheduleLR(optimizer, plan)  # sets the lr at every optimizer step
+        scheduler = anneal.lr_scheduler(  # the lr at every optimizer step; the peak is the optimizer's lr
+            optimizer,
+            "sgdr",
+            epochs=self.trainer.max_epochs,
+            steps_per_epoch=self.trainer.datamodule.steps_per_epoch(),
+            T_0=self.hparams.T_0,
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
