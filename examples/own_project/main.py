@@ -90,6 +90,7 @@ class Classifier(L.LightningModule):
             epochs=self.trainer.max_epochs,
             steps_per_epoch=self.trainer.datamodule.steps_per_epoch(),
             T_0=self.hparams.T_0,
+            T_mult=1,  # cycles of equal length (the sgdr option's default doubles each one)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
