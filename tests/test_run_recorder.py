@@ -161,6 +161,22 @@ def test_a_headline_never_logged_fails_the_run_with_the_reason(tmp_path):
     assert not RunFiles(tmp_path / "run").results.exists()
 
 
+def test_a_resumed_run_continues_its_history(tmp_path):
+    first = L.Trainer(
+        max_epochs=2, default_root_dir=tmp_path, logger=False, enable_progress_bar=False, callbacks=[RunRecorder()]
+    )
+    first.fit(Scored(), loader(), loader(1))  # stopped after 2 epochs: no test, no results.json
+    checkpoint = next((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert [r["epoch"] for r in read_rows(tmp_path / "history.csv")] == ["1", "2"]
+    module, recorder = Scored(), RunRecorder()
+    resumed = trainer(tmp_path, recorder, epochs=3)
+    resumed.fit(module, loader(), loader(1), ckpt_path=checkpoint)
+    resumed.test(module, loader(2))
+    assert [r["epoch"] for r in read_rows(tmp_path / "history.csv")] == ["1", "2", "3"]
+    assert [r["step"] for r in read_rows(tmp_path / "lr_schedule.csv")] == [str(s) for s in range(6)]
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 6
+
+
 class Averaged(L.Callback):
     """A producer like anneal's averaging callbacks: it declares a headline of higher rank and reports it."""
 

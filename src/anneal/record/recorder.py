@@ -181,7 +181,7 @@ class RunRecorder(L.Callback):
         given = self.given_arm
         hyperparameters = dict(given) if given is not None else own_hyperparameters(pl_module, datamodule)
         require(
-            given is not None or bool(pl_module.hparams),
+            bool(hyperparameters) or given is not None,
             "arm",
             None,
             f"RunRecorder found no hyperparameters of {type(pl_module).__name__} to tell its arms apart: call "
@@ -276,6 +276,13 @@ class RunRecorder(L.Callback):
         if trainer.is_global_zero:
             save_json(document, self.files.results)
             self.record.save(self.files)
+
+    def state_dict(self) -> dict[str, Any]:
+        """In Lightning's checkpoints: a resumed run continues history.csv and lr_schedule.csv with nothing lost."""
+        return {"rows": self.rows, "lrs": self.lrs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows, self.lrs = list(state_dict["rows"]), list(state_dict["lrs"])
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self.record is None or self.record.status == "finished":
