@@ -14,13 +14,14 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn, update_bn
+from torch.optim.swa_utils import AveragedModel, get_swa_multi_avg_fn, update_bn
 
-from anneal.callbacks.base import RunCallback
+from anneal.callbacks.base import RunCallback, network_of
+from anneal.callbacks.data_access import Counted, heldout_batches, training_batches
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
 from anneal.record import Evaluation, Metric, RunFiles, accuracy, count, loss
-from anneal.schedules import LrPlan, LrSwitch, Span
+from anneal.schedules import Clock, LrPlan, LrSwitch, Span
 from anneal.storage import save_tensors
 
 log = logging.getLogger(__name__)
@@ -34,26 +35,35 @@ class WeightAverage(RunCallback):
     prefix = "avg"
     title = "averaged"  # how tables and figures name this average: "SWA"
 
-    def __init__(self, start: Span, *, start_key: str, bn_update: bool, use_buffers: bool, multi_avg_fn: Any = None):
-        self.start, self.start_key = start, start_key
+    def __init__(
+        self,
+        start: Span,
+        *,
+        start_key: str,
+        bn_update: bool,
+        use_buffers: bool,
+        multi_avg_fn: Any = None,
+        output_dir: str | Path | None = None,
+    ):
+        self.start, self.start_key, self.output_dir = start, start_key, None if output_dir is None else Path(output_dir)
         self.bn_update, self.use_buffers, self.multi_avg_fn = bn_update, use_buffers, multi_avg_fn
         self.average: AveragedModel | None = None
         self.last_step, self.start_step = 0, 0
         self.start_epochs = 0.0
         self._pending_state: dict[str, Any] | None = None
 
-    def use_plan(self, plan: LrPlan) -> None:
-        self.plan = plan
-        total = plan.clock.total_epochs
-        self.start_epochs = self.start.epochs(total, plan.clock)
+    def use_clock(self, clock: Clock) -> None:
+        super().use_clock(clock)
+        total = clock.total_epochs
+        self.start_epochs = self.start.epochs(total, clock)
         require(
             self.start_epochs < total,
             self.start_key,
             str(self.start),
             f"must start before the end of training ({total:g} epochs)",
         )
-        self.start_step = self.start_step_of(plan)
-        self.check_against(plan)
+        self.start_step = self.start_step_at(clock)
+        self.check_against(clock)
         planned = self.updates_planned()
         if planned is not None and planned < 2:
             raise ConfigError(
@@ -66,8 +76,9 @@ class WeightAverage(RunCallback):
                 ),
             )
 
-    def check_against(self, plan: LrPlan) -> None:
-        """This average's own settings against the plan, before the count of its updates is checked."""
+    def check_against(self, clock: Clock) -> None:
+        """This average's own settings against the run's clock (and plan, if any: `self.plan`), before the count of
+        its updates is checked."""
 
     def updates_planned(self) -> int | None:
         """How many times training will update the average (None: it depends on what the run measures)."""
@@ -77,7 +88,10 @@ class WeightAverage(RunCallback):
         return [(self.start_epochs, f"{self.title} starts")]
 
     def start_step_of(self, plan: LrPlan) -> int:
-        return plan.clock.step_at(self.start.epochs(plan.clock.total_epochs, plan.clock))
+        return self.start_step_at(plan.clock)
+
+    def start_step_at(self, clock: Clock) -> int:
+        return clock.step_at(self.start.epochs(clock.total_epochs, clock))
 
     def past_differs(self, old: LrPlan, new: LrPlan, step: int) -> str | None:
         was, now = self.start_step_of(old), self.start_step_of(new)
@@ -101,10 +115,11 @@ class WeightAverage(RunCallback):
         return found
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        super().on_fit_start(trainer, pl_module)
         # created here, after Lightning moved the network to its device, so updates never cross devices
         if self.average is None:
             self.average = AveragedModel(
-                pl_module.network, multi_avg_fn=self.multi_avg_fn, use_buffers=self.use_buffers
+                network_of(pl_module), multi_avg_fn=self.multi_avg_fn, use_buffers=self.use_buffers
             )
         if self._pending_state is not None:
             self.load_state_dict(self._pending_state)
@@ -112,7 +127,7 @@ class WeightAverage(RunCallback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
         if step > self.last_step and step >= self.start_step and self.should_update(step):
-            self.update(pl_module.network, step)
+            self.update(network_of(pl_module), step)
             self.last_step = step
 
     def update(self, network: nn.Module, step: int) -> None:
@@ -122,7 +137,7 @@ class WeightAverage(RunCallback):
     def averaged(self, module: Any) -> tuple[nn.Module, int]:
         """The averaged network, and how many weights it averages (0: none yet)."""
         if self.average is None:
-            return module.network, 0
+            return network_of(module), 0
         return self.average.module, int(self.average.n_averaged.item())
 
     def state_dict(self) -> dict[str, Any]:
@@ -135,9 +150,10 @@ class WeightAverage(RunCallback):
         self.average.load_state_dict(state["average"])
         self.last_step, self._pending_state = state["last_step"], None
 
-    def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
-        """BN statistics recomputed with one pass over the training data (no augmentation, the whole set
-        on every rank), then the averaged network on val (if held out) and test; its weights saved."""
+    def results(self, trainer: L.Trainer, module: Any, datamodule: Any = None) -> dict[str, Any]:
+        """BN statistics recomputed with one pass over the training data (anneal's data: no augmentation, the whole
+        set on every rank; another data module: its train_dataloader), then the averaged network on val (if held
+        out) and test; its weights saved."""
         p = self.prefix
         network, n = self.averaged(module)
         if n == 0:
@@ -146,19 +162,22 @@ class WeightAverage(RunCallback):
         device = module.device
         results: dict[str, Any] = {f"{p}/n_averaged": n}
         if self.bn_update:
-            train = datamodule.batches("train")  # unsharded: every rank sees the whole training set
-            update_bn(train, network, device=device)
-            results[f"{p}/bn_update_images"] = len(train.images)
+            train = training_batches(trainer, datamodule)
+            counted = Counted(train)
+            update_bn(counted, network, device=device)
+            images = getattr(train, "images", None)  # anneal's batches know their set's size
+            results[f"{p}/bn_update_images"] = counted.images if images is None else len(images)
         if trainer.world_size > 1:  # DDP keeps the replicas equal, so their averages must be equal too
             sums = torch.stack([t.double().sum() for t in network.state_dict().values()])
             gathered = trainer.strategy.all_gather(sums)
             results[f"{p}/identical_on_ranks"] = bool((gathered == gathered[0]).all())
-        for split in [s for s in ("val", "test") if s in datamodule.splits]:
-            metrics = classification_metrics(*predict(network, datamodule.batches(split), device))
+        for split, batches in heldout_batches(trainer, datamodule).items():
+            metrics = classification_metrics(*predict(network, batches, device))
             results |= {f"{p}/{split}/acc": metrics["acc"], f"{p}/{split}/loss": metrics["nll"]}
         if trainer.is_global_zero:
-            save_tensors(network.state_dict(), RunFiles(Path(trainer.default_root_dir)).averaged(p))
-        log.info("%s model (%d weights averaged): test acc %.4f", p, n, results[f"{p}/test/acc"])
+            save_tensors(network.state_dict(), RunFiles(self.output_folder(trainer)).averaged(p))
+        scores = ", ".join(f"{k.removeprefix(p + '/')} {v:.4f}" for k, v in results.items() if k.endswith("/acc"))
+        log.info("%s model (%d weights averaged): %s", p, n, scores or "no held-out data to score it on")
         return results
 
 
@@ -196,6 +215,7 @@ class SWA(WeightAverage):
         swa_lr: float | None = None,
         anneal_epochs: float = 5.0,
         bn_update: bool = True,
+        output_dir: str | Path | None = None,
     ):
         # a multi-tensor mean: AveragedModel's default falls back to a per-tensor loop on CPUs (2-3x slower)
         super().__init__(
@@ -204,6 +224,7 @@ class SWA(WeightAverage):
             bn_update=bn_update,
             use_buffers=not bn_update,
             multi_avg_fn=swa_mean,
+            output_dir=output_dir,
         )
         require(
             swa_freq in self.FREQUENCIES or (isinstance(swa_freq, int) and swa_freq >= 1),
@@ -225,8 +246,17 @@ class SWA(WeightAverage):
     def lr_switch(self) -> LrSwitch | None:
         return None if self.swa_lr is None else LrSwitch(self.start, self.swa_lr, self.anneal_epochs)
 
-    def check_against(self, plan: LrPlan) -> None:
-        total = plan.clock.total_epochs
+    def use_plan(self, plan: LrPlan) -> None:
+        if (switch := self.lr_switch()) is not None:  # composed into the plan here, whoever hands it over
+            plan.add_switch(switch)
+        super().use_plan(plan)
+
+    def check_against(self, clock: Clock) -> None:
+        total = clock.total_epochs
+        if self.swa_lr is not None:
+            self.refuse_without_plan(f"a plan to switch the lr to swa_lr={self.swa_lr:g} in")
+        if self.swa_freq == "cycle":
+            self.refuse_without_plan("the schedule's cycle ends (swa_freq='cycle')")
         if self.swa_lr is not None and self.start_epochs + self.anneal_epochs > total + 1e-9:
             raise ConfigError(
                 "anneal_epochs",
@@ -237,7 +267,8 @@ class SWA(WeightAverage):
                     f"{total - self.start_epochs:g} epochs (or lower swa_start)"
                 ),
             )
-        if self.swa_freq != "cycle" or plan.schedule.cycles_follow_metric:
+        plan = self.plan
+        if self.swa_freq != "cycle" or plan is None or plan.schedule.cycles_follow_metric:
             return
         ends = [e for e in plan.cycle_ends() if e >= self.start_epochs]
         if not ends:
@@ -252,13 +283,15 @@ class SWA(WeightAverage):
             )
 
     def updates_planned(self) -> int | None:
-        total, start = self.plan.clock.total_steps, self.start_step
+        assert self.clock is not None
+        total, start = self.clock.total_steps, self.start_step
         if self.swa_freq == "cycle":
+            assert self.plan is not None
             if self.plan.schedule.cycles_follow_metric:
                 return None
             return sum(1 for end in self.plan.cycle_end_steps() if max(start, 1) <= end <= total)
         if self.swa_freq == "epoch":
-            return every(start, total, self.plan.clock.steps_per_epoch)
+            return every(start, total, self.clock.steps_per_epoch)
         assert isinstance(self.swa_freq, int)
         if self.start.unit == "steps":  # torchcontrib's automatic mode: steps after swa_start, multiples of swa_freq
             return total // self.swa_freq - start // self.swa_freq
@@ -266,43 +299,15 @@ class SWA(WeightAverage):
 
     def should_update(self, step: int) -> bool:
         if self.swa_freq == "cycle":
+            assert self.plan is not None
             return step in self.plan.cycle_end_steps()
         if self.swa_freq == "epoch":
-            return (step - self.start_step) % self.plan.clock.steps_per_epoch == 0
+            assert self.clock is not None
+            return (step - self.start_step) % self.clock.steps_per_epoch == 0
         assert isinstance(self.swa_freq, int)
         if self.start.unit == "steps":
             return step > self.start_step and step % self.swa_freq == 0
         return (step - self.start_step) % self.swa_freq == 0
-
-
-class EMA(WeightAverage):
-    """Exponential moving average of the weights and buffers: avg <- decay * avg + (1 - decay) * w,
-    after every `every_n_steps`-th optimizer step from `start` on."""
-
-    prefix, title = "ema", "EMA"
-
-    def __init__(self, decay: float = 0.999, every_n_steps: int = 1, start: float | str = 0.0, bn_update: bool = False):
-        require(0 < decay < 1, "decay", decay, "must be in (0, 1)")
-        require(
-            isinstance(every_n_steps, int) and every_n_steps >= 1,
-            "every_n_steps",
-            every_n_steps,
-            "must be an integer >= 1",
-        )
-        super().__init__(
-            Span.parse(start, "start", shares=True),
-            start_key="start",
-            bn_update=bn_update,
-            use_buffers=True,
-            multi_avg_fn=get_ema_multi_avg_fn(decay),
-        )
-        self.every_n_steps = every_n_steps
-
-    def updates_planned(self) -> int | None:
-        return every(self.start_step, self.plan.clock.total_steps, self.every_n_steps)
-
-    def should_update(self, step: int) -> bool:
-        return (step - self.start_step) % self.every_n_steps == 0
 
 
 def every(start: int, total: int, interval: int) -> int:

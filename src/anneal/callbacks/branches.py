@@ -49,9 +49,11 @@ def branch_step(plan: LrPlan, budget: int) -> int:
 class BranchPoints(MidEpoch, RunCallback):
     """Saves `branches/budget_<B>.ckpt` (a full checkpoint) at the step where the cooldown of a run of B epochs
     begins, for each of `budgets` (epochs, shorter than this run). A branch point at an epoch's last step is saved
-    once that epoch has ended (its validation included), as last.ckpt is."""
+    once that epoch has ended (its validation included), as last.ckpt is. The points are read from the lr plan:
+    the module's lr scheduler must be anneal's (`ScheduleLR`), else the callback refuses when fitting starts.
+    output_dir: where `branches/` goes (None: the trainer's default_root_dir)."""
 
-    def __init__(self, budgets: list[int] | tuple[int, ...] = ()):
+    def __init__(self, budgets: list[int] | tuple[int, ...] = (), output_dir: str | Path | None = None):
         require(
             len(budgets) > 0 and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in budgets),
             "budgets",
@@ -61,15 +63,21 @@ class BranchPoints(MidEpoch, RunCallback):
         self.budgets = sorted(set(budgets))
         self.steps: dict[int, int] = {}  # budget -> the step its cooldown begins at
         self.saved: list[dict[str, Any]] = []  # {"budget", "step", "file"}, in checkpoints and results.json
+        self.output_dir = None if output_dir is None else Path(output_dir)
+
+    def use_clock(self, clock: Clock) -> None:
+        super().use_clock(clock)
+        self.refuse_without_plan("the schedule's cooldown start to place branch points at")
 
     def use_plan(self, plan: LrPlan) -> None:
-        self.plan = plan
+        super().use_plan(plan)
         total = plan.clock.total_epochs
         for budget in self.budgets:
             require(budget < total, "budgets", budget, f"each budget must be shorter than this run ({total:g} epochs)")
             self.steps[budget] = branch_step(plan, budget)
 
     def marks(self) -> list[tuple[float, str]]:
+        assert self.plan is not None
         return [(self.plan.clock.epochs(step), "branch point") for step in self.steps.values()]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -84,13 +92,13 @@ class BranchPoints(MidEpoch, RunCallback):
         done = {s["budget"] for s in self.saved}
         for budget, step in self.steps.items():
             if step == trainer.global_step and budget not in done:
-                files = RunFiles(Path(trainer.default_root_dir))
+                files = RunFiles(self.output_folder(trainer))
                 path = files.branch_point(budget)
                 self.saved.append({"budget": budget, "step": step, "file": files.relative(path)})
                 trainer.save_checkpoint(path, weights_only=False)  # (it holds the list above, this point included)
                 log.info("branch point for a %d-epoch run saved at step %d: %s", budget, step, path)
 
-    def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
+    def results(self, trainer: L.Trainer, module: Any, datamodule: Any = None) -> dict[str, Any]:
         return {"branch_points": self.saved}
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from anneal.callbacks.base import RunCallback
 from anneal.record import Evaluation, Metric, RunFiles, accuracy, count
-from anneal.schedules import LrPlan
+from anneal.schedules import Clock
 from anneal.storage import save_text
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,16 @@ class History(RunCallback):
     """One row per epoch (epoch, step, the lr of its last step, training loss and accuracy, the held-out
     metrics, seconds) in `<run dir>/history.csv`, rewritten atomically after every epoch, and one log line.
     The rows live in checkpoints, so that a resumed run continues the file with no epoch missing or repeated.
-    Reports the best held-out accuracy and its epoch, named after the split (`val/acc_best`)."""
+    Reports the best held-out accuracy and its epoch, named after the split (`val/acc_best`).
+
+    In your own Lightning project: the training columns are what the module logs for the epoch under a name that
+    begins with `train` (`train/loss`, `train_acc`), the held-out ones what validation logs under names beginning
+    with `val` or `test`; `output_dir` is where history.csv goes (None: the trainer's default_root_dir)."""
 
     writes_history = True  # the run's history.csv is this callback's: a RunRecorder beside it leaves the file alone
 
-    def __init__(self) -> None:
+    def __init__(self, output_dir: str | Path | None = None) -> None:
+        self.output_dir = None if output_dir is None else Path(output_dir)
         self.rows: list[dict[str, float]] = []
         self.heldout: dict[str, float] = {}
         self.lr = math.nan
@@ -39,8 +44,9 @@ class History(RunCallback):
         self.total_epochs = 0
         self.complete = False
 
-    def use_plan(self, plan: LrPlan) -> None:
-        self.total_epochs = math.ceil(plan.clock.total_epochs)
+    def use_clock(self, clock: Clock) -> None:
+        super().use_clock(clock)
+        self.total_epochs = math.ceil(clock.total_epochs)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = time.perf_counter()
@@ -68,9 +74,9 @@ class History(RunCallback):
         the epoch end; they complete its row now."""
         if self.rows and self.rows[-1]["step"] == trainer.global_step and "train/loss" not in self.rows[-1]:
             metrics = trainer.callback_metrics
-            self.rows[-1] |= {k: float(metrics[k]) for k in ("train/loss", "train/acc") if k in metrics}
+            self.rows[-1] |= training_metrics(metrics)
             if trainer.is_global_zero:
-                self.write(RunFiles(Path(trainer.default_root_dir)).history)
+                self.write(RunFiles(self.output_folder(trainer)).history)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.score_cut_short_epoch(trainer, pl_module, "test")
@@ -91,7 +97,7 @@ class History(RunCallback):
         scores = {k: float(v) for k, v in trainer.callback_metrics.items() if k in keys}
         last |= scores
         if trainer.is_global_zero:
-            self.write(RunFiles(Path(trainer.default_root_dir)).history)
+            self.write(RunFiles(self.output_folder(trainer)).history)
             log.info("%s (its scores: the final evaluation's)", describe(last, self.total_epochs))
         for logger in trainer.loggers:  # the curve's point for the epoch, as validation would have logged it
             logger.log_metrics({**scores, "epoch": float(last["epoch"])}, step=trainer.global_step)
@@ -100,19 +106,21 @@ class History(RunCallback):
         metrics = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, "lr": self.lr}
         if self.complete:  # an epoch cut short (max_steps) has no epoch metrics yet: blank, not the last epoch's
-            row |= {k: float(metrics[k]) for k in ("train/loss", "train/acc") if k in metrics}
+            row |= training_metrics(metrics)
         row |= self.heldout
         row["seconds"] = round(time.perf_counter() - self.started, 3)
         self.rows.append(row)
         self.heldout, self.complete = {}, False
         if trainer.is_global_zero:
-            self.write(RunFiles(Path(trainer.default_root_dir)).history)
+            self.write(RunFiles(self.output_folder(trainer)).history)
             log.info("%s", describe(row, self.total_epochs))
 
     def write(self, path: Path) -> Path:
         present = {k for row in self.rows for k in row}
+        others = sorted(present - set(COLUMNS))  # a module of your own logs under its own names
+        columns = [c for c in COLUMNS[:-1] if c in present] + others + [c for c in COLUMNS[-1:] if c in present]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=[c for c in COLUMNS if c in present], extrasaction="ignore")
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
         return save_text(buffer.getvalue(), path)
@@ -126,7 +134,7 @@ class History(RunCallback):
                 return split, acc, epoch
         return None
 
-    def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
+    def results(self, trainer: L.Trainer, module: Any, datamodule: Any = None) -> dict[str, Any]:
         if (best := self.best()) is None:
             return {}
         split, acc, epoch = best
@@ -147,6 +155,16 @@ class History(RunCallback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = list(state["rows"])
+
+
+def training_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The epoch's training metrics among what the module logged: anneal's train/loss and train/acc, and whatever a
+    module of your own logs under a name beginning with `train` (its per-step values, `..._step`, excluded)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k.startswith("train") and not k.endswith("_step") and getattr(v, "numel", lambda: 1)() == 1
+    }
 
 
 def describe(row: dict[str, float], total_epochs: int) -> str:

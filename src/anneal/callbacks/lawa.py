@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from anneal.callbacks.averaging import WeightAverage, every
+from anneal.callbacks.base import network_of
 from anneal.errors import require
-from anneal.schedules import LrPlan, Span
+from anneal.schedules import Clock, LrPlan, Span
 
 
 def mean_weights(states: list[dict[str, Tensor]], device: torch.device) -> dict[str, Tensor]:
@@ -31,21 +33,34 @@ class LAWA(WeightAverage):
 
     prefix, title = "lawa", "LAWA"
 
-    def __init__(self, k: int = 5, every: float | str = 1, start: float | str = 0.0, bn_update: bool = True):
+    def __init__(
+        self,
+        k: int = 5,
+        every: float | str = 1,
+        start: float | str = 0.0,
+        bn_update: bool = True,
+        output_dir: str | Path | None = None,
+    ):
         require(isinstance(k, int) and not isinstance(k, bool) and k >= 1, "k", k, "an integer >= 1")
         super().__init__(
-            Span.parse(start, "start", shares=True), start_key="start", bn_update=bn_update, use_buffers=not bn_update
+            Span.parse(start, "start", shares=True),
+            start_key="start",
+            bn_update=bn_update,
+            use_buffers=not bn_update,
+            output_dir=output_dir,
         )
         self.k, self.every = k, Span.parse(every, "every")
         self.every_steps = 1
         self.window: list[dict[str, Any]] = []  # {"step", "weights"}, oldest first
 
     def every_steps_of(self, plan: LrPlan) -> int:
-        return plan.clock.step_at(self.every.epochs(plan.clock.total_epochs, plan.clock))
+        return self.every_steps_at(plan.clock)
 
-    def check_against(self, plan: LrPlan) -> None:
-        clock = plan.clock
-        self.every_steps = self.every_steps_of(plan)
+    def every_steps_at(self, clock: Clock) -> int:
+        return clock.step_at(self.every.epochs(clock.total_epochs, clock))
+
+    def check_against(self, clock: Clock) -> None:
+        self.every_steps = self.every_steps_at(clock)
         require(
             1 <= self.every_steps <= clock.total_steps,
             "every",
@@ -54,7 +69,8 @@ class LAWA(WeightAverage):
         )
 
     def updates_planned(self) -> int | None:
-        return every(self.start_step, self.plan.clock.total_steps, self.every_steps)
+        assert self.clock is not None
+        return every(self.start_step, self.clock.total_steps, self.every_steps)
 
     def past_differs(self, old: LrPlan, new: LrPlan, step: int) -> str | None:
         if (moved := super().past_differs(old, new, step)) is not None:
@@ -69,6 +85,7 @@ class LAWA(WeightAverage):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         """Nothing to create: the window fills as training goes."""
+        self.find_plan(trainer)
 
     def update(self, network: nn.Module, step: int) -> None:
         weights = {key: value.detach().clone() for key, value in network.state_dict().items()}
@@ -76,8 +93,8 @@ class LAWA(WeightAverage):
 
     def averaged(self, module: Any) -> tuple[nn.Module, int]:
         if not self.window:
-            return module.network, 0
-        network = copy.deepcopy(module.network)
+            return network_of(module), 0
+        network = copy.deepcopy(network_of(module))
         network.load_state_dict(mean_weights([w["weights"] for w in self.window], module.device))
         return network, len(self.window)
 
@@ -87,7 +104,8 @@ class LAWA(WeightAverage):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.window, self.last_step = list(state["window"]), state["last_step"]
 
-    def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
+    def results(self, trainer: L.Trainer, module: Any, datamodule: Any = None) -> dict[str, Any]:
         results = super().results(trainer, module, datamodule)
-        clock = self.plan.clock
+        clock = self.clock
+        assert clock is not None
         return results | {f"{self.prefix}/epochs": [clock.epochs(w["step"]) for w in self.window]}

@@ -18,25 +18,31 @@ from lightning.pytorch.loggers import WandbLogger
 from anneal.callbacks.base import RunCallback
 from anneal.preview import render
 from anneal.record import RunFiles
-from anneal.schedules import LrPlan
+from anneal.schedules import Clock
 
 
 class LrSchedulePlot(RunCallback):
-    def __init__(self) -> None:
+    """lr_schedule.png and .csv: the plan of the module's anneal lr scheduler (`ScheduleLR`; without one the
+    callback refuses when fitting starts), in `output_dir` (None: the trainer's default_root_dir)."""
+
+    def __init__(self, output_dir: str | Path | None = None) -> None:
         self.drawing: threading.Thread | None = None
         self.drawn: Path | None = None
+        self.output_dir = None if output_dir is None else Path(output_dir)
 
-    def use_plan(self, plan: LrPlan) -> None:
-        self.plan = plan
+    def use_clock(self, clock: Clock) -> None:
+        super().use_clock(clock)
+        self.refuse_without_plan("the lr plan to draw")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         debugging = trainer.fast_dev_run  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
         if trainer.is_global_zero and not debugging:
-            files = RunFiles(Path(trainer.default_root_dir))
+            files = RunFiles(self.output_folder(trainer))
             self.drawing = threading.Thread(target=self.draw, args=(files, ""), name="lr-plot", daemon=True)
             self.drawing.start()
 
     def draw(self, files: RunFiles, note: str) -> None:
+        assert self.plan is not None
         self.drawn, _ = render(self.plan, files, f"lr schedule{note}: {self.plan.describe()}")
 
     def finish_drawing(self, trainer: L.Trainer) -> None:
@@ -62,8 +68,8 @@ class LrSchedulePlot(RunCallback):
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         self.finish_drawing(trainer)
         debugging = trainer.fast_dev_run  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
-        if self.plan.monitor is not None and trainer.is_global_zero and not debugging:
-            self.draw(RunFiles(Path(trainer.default_root_dir)), f" (as it ran: it follows {self.plan.monitor})")
+        if self.plan is not None and self.plan.monitor is not None and trainer.is_global_zero and not debugging:
+            self.draw(RunFiles(self.output_folder(trainer)), f" (as it ran: it follows {self.plan.monitor})")
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger) and self.drawn is not None:
                     logger.log_image(key="lr_schedule", images=[str(self.drawn)], step=trainer.global_step)

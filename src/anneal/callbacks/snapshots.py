@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import copy
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from anneal.callbacks.base import RunCallback
+from anneal.callbacks.base import RunCallback, network_of
+from anneal.callbacks.data_access import heldout_batches
 from anneal.errors import ConfigError, require
 from anneal.evaluation import evaluate_snapshots
 from anneal.record import Evaluation, Metric, RunFiles, accuracy, count
-from anneal.schedules import LrPlan
+from anneal.schedules import Clock, LrPlan
 from anneal.storage import copy_file, save_tensors
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,16 @@ class SnapshotEnsemble(RunCallback):
     After training, `results` scores each snapshot and the ensembles of the newest i on the test set.
 
     include_final: also keep the last weights when training stops mid-cycle.
-    max_members: the ensemble uses the newest max_members snapshots (all files are kept)."""
+    max_members: the ensemble uses the newest max_members snapshots (all files are kept).
+    output_dir: where `snapshots/` and the ensemble table go (None: the trainer's default_root_dir).
 
-    def __init__(self, include_final: bool = False, max_members: int | None = None):
+    The cycle ends are the lr plan's: in your own Lightning project, the module's lr scheduler must be anneal's
+    (`ScheduleLR`), else the callback refuses when fitting starts. A snapshot holds the weights of the module's
+    `network` attribute, or of the LightningModule itself when it has none."""
+
+    def __init__(
+        self, include_final: bool = False, max_members: int | None = None, output_dir: str | Path | None = None
+    ):
         require(
             max_members is None or (isinstance(max_members, int) and max_members >= 1),
             "max_members",
@@ -38,8 +47,14 @@ class SnapshotEnsemble(RunCallback):
         self.include_final, self.max_members = include_final, max_members
         self.snapshots: list[dict[str, Any]] = []  # {"epoch", "step", "file"}, file relative to the run directory
         self.run_dir: Path | None = None  # where the files are: a resumed run may have started elsewhere
+        self.output_dir = None if output_dir is None else Path(output_dir)
+
+    def use_clock(self, clock: Clock) -> None:
+        super().use_clock(clock)
+        self.refuse_without_plan("the schedule's cycle ends to take its snapshots at")
 
     def use_plan(self, plan: LrPlan) -> None:
+        super().use_plan(plan)
         if not plan.has_cycles():
             raise ConfigError(
                 "",
@@ -49,7 +64,6 @@ class SnapshotEnsemble(RunCallback):
                     "SGDR, snapshot cycles, a cyclic or an adaptive SGDR schedule, with cycles shorter than training"
                 ),
             )
-        self.plan = plan
         if plan.schedule.cycles_follow_metric:  # its cycles begin once a metric triggers them: known only then
             return
         ends = [e for e in plan.cycle_end_steps() if 1 <= e <= plan.clock.total_steps]
@@ -67,6 +81,7 @@ class SnapshotEnsemble(RunCallback):
             )
 
     def marks(self) -> list[tuple[float, str]]:
+        assert self.plan is not None
         return [(self.plan.clock.epochs(e), "snapshot") for e in sorted(self.plan.cycle_end_steps())]
 
     def past_differs(self, old: LrPlan, new: LrPlan, step: int) -> str | None:
@@ -74,18 +89,20 @@ class SnapshotEnsemble(RunCallback):
         return None if was == now else f"the snapshots up to step {step} would be taken at steps {sorted(now)}"
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        here = Path(trainer.default_root_dir).resolve()
+        super().on_fit_start(trainer, pl_module)
+        here = self.output_folder(trainer).resolve()
         if self.run_dir is not None and self.run_dir != here and trainer.is_global_zero:
             self.snapshots = adopt(self.snapshots, self.run_dir, here)
         self.run_dir = here
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        assert self.plan is not None
         if trainer.global_step in self.plan.cycle_end_steps():
             self._take(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         # the last epoch's end, before its checkpoint is written: a resume from that checkpoint skips on_train_end
-        if self.include_final and trainer.global_step >= self.plan.clock.total_steps:
+        if self.include_final and self.clock is not None and trainer.global_step >= self.clock.total_steps:
             self._take(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
@@ -96,10 +113,12 @@ class SnapshotEnsemble(RunCallback):
         step = trainer.global_step
         if any(s["step"] == step for s in self.snapshots):
             return
-        epoch = self.plan.clock.epochs(step)
-        files = RunFiles(Path(trainer.default_root_dir))
+        assert self.clock is not None
+        epoch = self.clock.epochs(step)
+        files = RunFiles(self.output_folder(trainer))
         file = files.relative(files.snapshot(len(self.snapshots) + 1, epoch))
-        with pl_module.evaluated() as network:  # a schedule-free optimizer's average, not its gradient point
+        evaluated = getattr(pl_module, "evaluated", None)  # anneal's Classifier: a schedule-free optimizer's average
+        with evaluated() if evaluated is not None else nullcontext(network_of(pl_module)) as network:
             if trainer.is_global_zero:  # one file, written and reported once (DDP's other ranks keep the list only)
                 save_tensors(network.state_dict(), files.directory / file)
                 log.info("snapshot %d saved at epoch %g (step %d): %s", len(self.snapshots) + 1, epoch, step, file)
@@ -112,19 +131,23 @@ class SnapshotEnsemble(RunCallback):
         self.snapshots = list(state["snapshots"])
         self.run_dir = Path(state["run_dir"]) if state.get("run_dir") else None
 
-    def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
+    def results(self, trainer: L.Trainer, module: Any, datamodule: Any = None) -> dict[str, Any]:
+        """Each snapshot and the ensembles of the newest i on the test data (anneal's test split, or the data
+        module's test_dataloader, or the trainer's test dataloader): the table in ensemble.csv/.md/.png."""
         if not trainer.is_global_zero or not self.snapshots:
             if not self.snapshots:
                 log.warning("ensemble=snapshot: no cycle ended during training, so there is nothing to ensemble")
             return {}
-        run_dir = Path(trainer.default_root_dir)
+        test = heldout_batches(trainer, datamodule).get("test")
+        if test is None:
+            raise ConfigError(
+                "",
+                text="SnapshotEnsemble scores its ensemble on test data: give the data module a "
+                "test_dataloader (or run trainer.test first)",
+            )
+        run_dir = self.output_folder(trainer)
         rows, results = evaluate_snapshots(
-            copy.deepcopy(module.network),
-            self.snapshots,
-            self.max_members,
-            run_dir,
-            datamodule.batches("test"),
-            module.device,
+            copy.deepcopy(network_of(module)), self.snapshots, self.max_members, run_dir, test, module.device
         )
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -53,5 +53,5 @@ class StartupTimer(RunCallback):
     def declare(self, evaluation: Evaluation) -> list[Metric]:
         return [seconds("time_to_first_step", "time from the job's start to its first step (s)")]
 
-    def results(self, trainer: L.Trainer, module: object, datamodule: object) -> dict[str, float]:
+    def results(self, trainer: L.Trainer, module: object, datamodule: object = None) -> dict[str, float]:
         return {} if self.time_to_first_step is None else {"time_to_first_step": round(self.time_to_first_step, 2)}

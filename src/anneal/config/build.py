@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from anneal.callbacks import RunCallback
+from anneal.callbacks.base import compose_switches
 from anneal.config.checks import check_schedule_free
 from anneal.config.keys import instantiate, instantiate_optional, keys
 from anneal.data import ImageData
@@ -164,13 +165,11 @@ def build_plan(
             max_epochs=max_epochs,
             max_steps=max_steps,
         )
-    switches = {key: c.lr_switch() for key, c in callbacks.items() if isinstance(c, RunCallback)}
-    switches = {key: switch for key, switch in switches.items() if switch is not None}
     with keys("schedule"):
         schedule = instantiate(cfg.schedule)
     with keys("warmup"):
         warmup = instantiate(cfg.warmup)
-    recipe = LrRecipe(schedule=schedule, warmup=warmup, switch=next(iter(switches.values()), None))
+    recipe = LrRecipe(schedule=schedule, warmup=warmup)
     with keys():
         plan = recipe.build(peak, clock)
     if plan.monitor is not None:
@@ -180,9 +179,18 @@ def build_plan(
             datamodule.val_size,
             f"the schedule watches {plan.monitor}: hold out a validation split (e.g. data.val_size=5000)",
         )
+    hand_over(plan, callbacks)
+    return plan
+
+
+def hand_over(plan: LrPlan, callbacks: dict[str, L.Callback]) -> None:
+    """The plan to the callbacks before training, as each would find it when fitting starts (`RunCallback.find_plan`:
+    the lr switches composed into it, then each reads and checks it), so that a setting's error names its key and
+    the preview shows every switch and mark."""
+    with keys("averaging"):
+        compose_switches(plan, callbacks.values())
     for key, callback in callbacks.items():
         if isinstance(callback, RunCallback):
             with keys(key):
                 callback.use_plan(plan)
             plan.marks += callback.marks()
-    return plan

@@ -4,8 +4,9 @@ it (cycle ends for snapshots and per-cycle SWA, the lr picture) is handed the sa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch.optim import Optimizer
@@ -13,7 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from anneal.errors import ConfigError, require, within
 from anneal.schedules.clock import Clock
-from anneal.schedules.compose import LrSwitch, NoWarmup, Warmup
+from anneal.schedules.compose import LrSwitch, NoWarmup, Switched, Warmup
 from anneal.schedules.curves import Schedule
 
 ScheduleFactory = Callable[..., Schedule]  # takes peak, total (epochs) and clock: Hydra's `_partial_` of a schedule
@@ -68,6 +69,21 @@ class LrPlan:
     def lr_at(self, t: float) -> float:
         """The lr at time `t` of training, in epochs (a float: 2.5 is half-way through the third epoch)."""
         return self.schedule(t)
+
+    def add_switch(self, switch: LrSwitch) -> bool:
+        """Compose a switch of the lr (SWA's swa_lr) into this plan, in place, as its recipe would have built it;
+        whether the plan changed (False: it has this switch already). A plan has at most one switch."""
+        if isinstance(self.schedule, Switched):
+            if self.schedule.switch == switch:
+                return False
+            raise ConfigError(
+                "", text=f"the lr plan switches already ({self.schedule.switch}); a second switch {switch}"
+            )
+        self.schedule = switch.apply(self.schedule, self.clock)
+        if self.recipe is not None:  # a resume that changes the length builds the plan again, with the switch
+            self.recipe = replace(self.recipe, switch=switch)
+        self._cycle_end_steps = None
+        return True
 
     @property
     def monitor(self) -> str | None:
@@ -132,6 +148,13 @@ class ScheduleLR(LambdaLR):
         self.plan.observe(self.last_epoch, value)
         self.last_epoch -= 1
         self.step()
+
+    def retake(self) -> None:
+        """Set the lr of the coming step again, from the plan as it is now (changed since the lr was set)."""
+        self.last_epoch -= 1
+        with warnings.catch_warnings():  # (torch's check for a scheduler stepped before its optimizer: not that)
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.step()
 
     def state_dict(self) -> dict[str, Any]:
         # LambdaLR saves every attribute; keep checkpoints to plain values (they load with weights_only=True)
