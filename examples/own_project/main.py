@@ -1,5 +1,6 @@
 """A Lightning project of its own, using anneal's parts: its own network and data (made here), an anneal lr
-schedule (SGDR, per optimizer step), and anneal's run record, so that its runs pool into a paired study:
+schedule (SGDR, per optimizer step), SWA and a snapshot ensemble, and anneal's run record, so that its runs pool
+into a paired study:
 
     python examples/own_project/main.py --T_0 2 --seed 0 --out runs/T_0=2/seed_0     # one run
     python examples/own_project/main.py --sweep runs     # T_0 = 1 and 2, seeds 0, 1, 2, then the report
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import anneal
+from anneal.callbacks import SWA, SnapshotEnsemble
 from anneal.record import RunRecorder, accuracy, loss
 from anneal.report.__main__ import main as report
 
@@ -104,7 +106,10 @@ def train(out: Path, *, T_0: float = 2, lr: float = 0.1, epochs: int = EPOCHS, s
     trainer = L.Trainer(
         max_epochs=epochs,
         default_root_dir=out,
-        callbacks=[recorder],
+        # SWA from half-way (Izmailov et al. 2018) and a snapshot at every cycle end of the schedule (Huang et al.
+        # 2017): each finds the lr plan in the module's anneal scheduler and reports its own numbers, which the
+        # recorder puts in results.json (the ensemble's accuracy becomes the run's headline)
+        callbacks=[SWA(swa_start="50%"), SnapshotEnsemble(), recorder],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
