@@ -209,6 +209,20 @@ def test_a_callback_that_writes_history_keeps_the_file(tmp_path):
     assert files.results.is_file() and not files.history.exists()
 
 
+def test_anneals_history_beside_the_recorder_writes_the_history_and_reports_the_best_epoch(tmp_path):
+    from anneal.callbacks import History
+
+    run(tmp_path / "run", Scored(), RunRecorder(seed=0), History(), epochs=2)
+    files = RunFiles(tmp_path / "run")
+    rows = read_rows(files.history)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and "seconds" in rows[0]  # History's columns, not the recorder's
+    results = json.loads(files.results.read_text())
+    best = max(float(r["val/acc"]) for r in rows)
+    assert (
+        results["val/acc_best"] == pytest.approx(best) and results["metrics"]["val/acc_best"]["producer"] == "History"
+    )
+
+
 class Claims(L.Callback):
     """A callback that declares and reports a key the module also reports."""
 
