@@ -28,7 +28,7 @@ from anneal.data import DATASETS, ImageData
 from anneal.errors import ConfigError, DataError
 from anneal.evaluation import evaluate_snapshots
 from anneal.models import NETWORKS
-from anneal.record import Part, RunFiles, RunRecord, UnreadableRun, plain, read_json
+from anneal.record import Part, RunFiles, RunRecord, UnreadableRun, plain, read_json, results_format
 from anneal.storage import save_json
 
 # how runs made before run.json named the same classes in their config.yaml: exact strings, never a prefix
@@ -100,7 +100,10 @@ def parts_of(files: RunFiles, allowed: tuple[str, ...] = ()) -> tuple[Part, Part
     if files.record.is_file():
         record = RunRecord.load(files)
         if record.network is None or record.data is None:
-            raise UnreadableRun(f"{files.record}: the run stopped before it built its network and data")
+            raise UnreadableRun(
+                f"{files.record}: no network and data recorded (the run stopped before it built them, or anneal did "
+                "not start it: a RunRecorder run's own network cannot be rebuilt here)"
+            )
         return record.network, record.data, record.arm.settings.get("ensemble.max_members")
     try:
         config = yaml.safe_load(files.config.read_text())
@@ -150,6 +153,10 @@ def evaluate_run_dir(
         except ValueError as error:
             raise UnreadableRun(f"{files.results}: {error}") from None
         results = loaded if isinstance(loaded, dict) else {}
+        try:
+            results_format(results)  # every format so far keeps `snapshots`; a newer one is refused
+        except ValueError as error:
+            raise UnreadableRun(f"{files.results}: {error}") from None
     snapshots = results.get("snapshots") or [
         {"file": files.relative(p), "epoch": None, "step": None} for p in sorted(files.snapshots.glob("snapshot_*.pt"))
     ]

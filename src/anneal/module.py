@@ -194,11 +194,11 @@ class Classifier(L.LightningModule):
     def declare(self, evaluation: Evaluation) -> list[Declared]:
         """The trained network's final scores (its test accuracy is the run's headline unless an ensemble or an
         average declares one of higher rank) and the run's size."""
-        found = [accuracy("test/acc", "test accuracy", headline=1), loss("test/loss", "test loss")]
+        found = [accuracy("test/acc", "test accuracy", headline=1), loss("test/loss", "test loss", column=True)]
         if "val" in evaluation.splits:
-            found += [accuracy("val/acc", "validation accuracy"), loss("val/loss", "validation loss")]
+            found += [accuracy("val/acc", "validation accuracy", column=True), loss("val/loss", "validation loss")]
         found += [count("epochs", "epochs"), count("steps", "optimizer steps"), count("params", "trainable parameters")]
-        return [*found, seconds("wall_seconds", "training and evaluation time (s)")]
+        return [*found, seconds("wall_seconds", "training and evaluation time (s)", column=True)]
 
     def results(self) -> dict[str, Any]:
         """What the run trained: the network and how far training went."""

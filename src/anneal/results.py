@@ -1,5 +1,6 @@
-"""A run's results after its final evaluation: every producer's numbers gathered with their declarations,
-results.json written (rank 0), the final numbers sent to the loggers, the metric a sweeper optimizes returned."""
+"""A run's results after its final evaluation: every producer's numbers gathered with their declarations (each
+key from exactly one producer: `record.assembly`), results.json written (rank 0), the final numbers sent to the
+loggers, the metric a sweeper optimizes returned."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from anneal.callbacks import RunCallback
 from anneal.data import ImageData
 from anneal.errors import TrainingStopped
 from anneal.module import Classifier
-from anneal.record import Evaluation, Metric, RunFiles, results_document
+from anneal.record import Evaluation, Metric, RunFiles, assembly, results_document
 from anneal.storage import save_json
 
 log = logging.getLogger("anneal")
@@ -27,12 +28,11 @@ def evaluation_of(datamodule: ImageData) -> Evaluation:
 
 
 def declarations(module: Classifier, callbacks: Sequence[L.Callback], evaluation: Evaluation) -> list[Metric]:
-    """Every metric the run's producers will report, as they declare them."""
-    found = module.declare(evaluation)
-    for callback in callbacks:
-        if isinstance(callback, RunCallback):
-            found += callback.declare(evaluation)
-    return found
+    """Every metric the run's producers will report, as they declare them (before training: a key two producers
+    declare stops the run here)."""
+    parts = [(type(module).__name__, module.declare(evaluation))]
+    parts += [(type(c).__name__, c.declare(evaluation)) for c in callbacks if isinstance(c, RunCallback)]
+    return assembly.declarations(parts)
 
 
 def gather(
@@ -41,15 +41,16 @@ def gather(
     callbacks: Sequence[L.Callback],
     scores: dict[str, float],
     info: dict[str, Any],
-) -> dict[str, Any]:
-    """results.json of a finished run: what it ran (info), the final scores, then every callback's results."""
+) -> list[tuple[str, dict[str, Any]]]:
+    """The values of results.json of a finished run by producer: what it ran (info), the final scores, then every
+    callback's results (`assembly.merged` makes them one mapping)."""
     trainer = module.trainer
-    values: dict[str, Any] = {"data": datamodule.name, "num_classes": datamodule.num_classes, **info}
-    values |= module.results() | scores
+    parts = [("the run", {"data": datamodule.name, "num_classes": datamodule.num_classes, **info})]
+    parts.append((type(module).__name__, module.results() | scores))
     for callback in callbacks:
         if isinstance(callback, RunCallback):
-            values |= callback.results(trainer, module, datamodule)
-    return values
+            parts.append((type(callback).__name__, callback.results(trainer, module, datamodule)))
+    return parts
 
 
 def record_results(

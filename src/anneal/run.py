@@ -28,7 +28,7 @@ from anneal.interrupts import Interrupted, StopSignals
 from anneal.lr_find import RecordingClassifier, lr_find
 from anneal.module import Classifier
 from anneal.preview import render
-from anneal.record import RunFiles, RunRecord
+from anneal.record import RunFiles, RunRecord, assembly
 from anneal.results import declarations, evaluation_of, gather, optimized, record_results
 from anneal.run_dir import claimed, unclaimed
 from anneal.schedules import LrPlan
@@ -154,11 +154,12 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
     started = time.perf_counter()
     scores = fit_and_test(trainer, module, datamodule, ckpt_path, stops)
     info = {"seed": cfg.seed, "arm": record.arm.id, "overrides": record.overrides}
-    values = gather(module, datamodule, list(callbacks.values()), scores, info)
-    values["wall_seconds"] = round(time.perf_counter() - started, 2)
+    produced = gather(module, datamodule, list(callbacks.values()), scores, info)
+    timing: dict[str, Any] = {"wall_seconds": round(time.perf_counter() - started, 2)}
     for logger in loggers:  # (on other ranks Lightning hands out a stand-in experiment)
         if isinstance(logger, WandbLogger) and trainer.is_global_zero and logger.experiment.settings.mode == "online":
-            values["wandb/path"] = logger.experiment.path  # entity/project/id: the notebook fetches curves from it
+            timing["wandb/path"] = logger.experiment.path  # entity/project/id: the notebook fetches curves from it
+    values = assembly.merged([*produced, ("the run", timing)])
     curves = {"train/loss", "train/acc", f"{module.heldout}/loss", f"{module.heldout}/acc"}
     document = record_results(files, values, declared, trainer, loggers, curves)
     finish_wandb()

@@ -33,6 +33,8 @@ class History(RunCallback):
     begins with `train` (`train/loss`, `train_acc`), the held-out ones what validation logs under names beginning
     with `val` or `test`; `output_dir` is where history.csv goes (None: the trainer's default_root_dir)."""
 
+    writes_history = True  # the run's history.csv is this callback's: a RunRecorder beside it leaves the file alone
+
     def __init__(self, output_dir: str | Path | None = None) -> None:
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.rows: list[dict[str, float]] = []
@@ -144,7 +146,7 @@ class History(RunCallback):
             return []
         title = "test" if split == "test" else "validation"
         return [
-            accuracy(f"{split}/acc_best", f"best {title} accuracy in an epoch"),
+            accuracy(f"{split}/acc_best", f"best {title} accuracy in an epoch", column=True),
             count(f"{split}/acc_best_epoch", f"epoch of the best {title} accuracy"),
         ]
 

@@ -14,6 +14,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 BETTER = ("higher", "lower")
 
+# results.json's format: 1 (no `format` key) carried the declarations without `column` and `producer`; older
+# files carried none (read with LEGACY below). A reader reads every format up to its own and refuses a newer one.
+RESULTS_FORMAT = 2
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -28,13 +32,17 @@ class Evaluation:
 class Metric:
     """A number in results.json. `better`: "higher", "lower", or None for a count or a size that is never ranked.
     `percent`: a fraction, shown as a percentage. `headline` > 0 makes it a candidate for the number an arm stands
-    for; the run's highest wins (the ensemble's accuracy 3, an averaged network's 2, the trained network's 1)."""
+    for; the run's highest wins (the ensemble's accuracy 3, an averaged network's 2, the trained network's 1).
+    `column`: a number readers compare arms by, so the report's tables give it a column (every headline candidate
+    has one). `producer`: who reported it (set when results.json is assembled: `assembly.py`)."""
 
     key: str
     better: str | None = "higher"
     percent: bool = False
     label: str = ""
     headline: int = 0
+    column: bool = False
+    producer: str = ""
 
     def __post_init__(self) -> None:
         if self.better not in (*BETTER, None):
@@ -45,6 +53,11 @@ class Metric:
         """How a table or figure names it: its label, with the unit."""
         return f"{self.label or self.key}{' (%)' if self.percent else ''}"
 
+    @property
+    def in_tables(self) -> bool:
+        """Whether the report's tables show it: a headline candidate, or declared a column."""
+        return self.column or self.headline > 0
+
     def shown(self, value: float) -> float:
         return value * 100 if self.percent else value
 
@@ -53,6 +66,8 @@ class Metric:
 
     @classmethod
     def from_json(cls, key: str, entry: object) -> Metric:
+        """A declaration as results.json holds it; one of format 1 (no `column`, no `producer`) takes the column
+        anneal gave that key then (LEGACY), so that old runs show in the same tables."""
         if not isinstance(entry, Mapping):
             raise ValueError(f"the declaration of {key} is a {type(entry).__name__}, not an object")
         better, percent, label, headline = (entry.get(k) for k in ("better", "percent", "label", "headline"))
@@ -60,23 +75,27 @@ class Metric:
             raise ValueError(f"the declaration of {key} is malformed: {dict(entry)}")
         if not isinstance(headline, int) or isinstance(headline, bool):
             raise ValueError(f"the declaration of {key} has a non-integer headline: {headline!r}")
-        return cls(key, better, percent, label, headline)
+        column = entry.get("column", key in LEGACY and LEGACY[key].column)
+        producer = entry.get("producer", "")
+        if not isinstance(column, bool) or not isinstance(producer, str):
+            raise ValueError(f"the declaration of {key} is malformed: {dict(entry)}")
+        return cls(key, better, percent, label, headline, column, producer)
 
 
-def accuracy(key: str, label: str, headline: int = 0) -> Metric:
-    return Metric(key, "higher", percent=True, label=label, headline=headline)
+def accuracy(key: str, label: str, headline: int = 0, column: bool = False) -> Metric:
+    return Metric(key, "higher", percent=True, label=label, headline=headline, column=column)
 
 
-def loss(key: str, label: str) -> Metric:
-    return Metric(key, "lower", label=label)
+def loss(key: str, label: str, column: bool = False) -> Metric:
+    return Metric(key, "lower", label=label, column=column)
 
 
 def count(key: str, label: str) -> Metric:
     return Metric(key, None, label=label)
 
 
-def seconds(key: str, label: str) -> Metric:
-    return Metric(key, "lower", label=label)
+def seconds(key: str, label: str, column: bool = False) -> Metric:
+    return Metric(key, "lower", label=label, column=column)
 
 
 def headline_of(declared: Iterable[Metric]) -> Metric | None:
@@ -93,15 +112,16 @@ INFO = ("seed", "num_classes")  # numbers that say what the run was, not what it
 
 
 def results_document(values: Mapping[str, Any], declared: Iterable[Metric]) -> dict[str, Any]:
-    """results.json: the run's values, then `metrics` (the declaration of every metric it holds) and `headline`
-    (the key of the number the run stands for). A number no producer declared is kept without a direction."""
+    """results.json: its format, the run's values, then `metrics` (the declaration of every metric it holds) and
+    `headline` (the key of the number the run stands for). A number no producer declared is kept without a
+    direction."""
     declarations = {m.key: m for m in declared}
     present = {k: m for k, m in declarations.items() if is_number(values.get(k)) and math.isfinite(values[k])}
     undeclared = [k for k, v in values.items() if is_number(v) and k not in declarations and k not in INFO]
     if undeclared:
         log.warning("results without a metric declaration (never ranked): %s", ", ".join(undeclared))
     headline = headline_of(present.values())
-    document = dict(values)
+    document = {"format": RESULTS_FORMAT, **values}
     document["metrics"] = {k: m.to_json() for k, m in present.items()}
     document["headline"] = headline.key if headline else None
     return document
@@ -113,11 +133,11 @@ LEGACY: dict[str, Metric] = {
     m.key: m
     for m in [
         accuracy("test/acc", "test accuracy", headline=1),
-        loss("test/loss", "test loss"),
-        accuracy("val/acc", "validation accuracy"),
+        loss("test/loss", "test loss", column=True),
+        accuracy("val/acc", "validation accuracy", column=True),
         loss("val/loss", "validation loss"),
-        accuracy("test/acc_best", "best test accuracy in an epoch"),
-        accuracy("val/acc_best", "best validation accuracy in an epoch"),
+        accuracy("test/acc_best", "best test accuracy in an epoch", column=True),
+        accuracy("val/acc_best", "best validation accuracy in an epoch", column=True),
         count("test/acc_best_epoch", "epoch of the best test accuracy"),
         count("val/acc_best_epoch", "epoch of the best validation accuracy"),
         accuracy("ensemble/test/acc", "snapshot ensemble test accuracy", headline=3),
@@ -125,7 +145,7 @@ LEGACY: dict[str, Metric] = {
         count("snapshots/test/acc_std", "single snapshots' test accuracy std"),
         *(
             m
-            for prefix, name in (("swa", "SWA"), ("ema", "EMA"))
+            for prefix, name in (("swa", "SWA"), ("ema", "EMA"), ("lawa", "LAWA"))
             for m in (
                 accuracy(f"{prefix}/test/acc", f"{name} test accuracy", headline=2),
                 loss(f"{prefix}/test/loss", f"{name} test loss"),
@@ -139,7 +159,7 @@ LEGACY: dict[str, Metric] = {
         count("steps", "optimizer steps"),
         count("params", "trainable parameters"),
         count("num_classes", "classes"),
-        seconds("wall_seconds", "training and evaluation time (s)"),
+        seconds("wall_seconds", "training and evaluation time (s)", column=True),
         seconds("time_to_first_step", "time to the first step (s)"),
         count("lr_find/suggestion", "LR range test: suggested lr"),
         count("lr_find/steps", "LR range test: steps"),
@@ -147,9 +167,21 @@ LEGACY: dict[str, Metric] = {
 }
 
 
+def results_format(results: Mapping[str, Any]) -> int:
+    """The format of a results.json (1 where it names none); a ValueError for one this anneal cannot read."""
+    found = results.get("format", 1)
+    if not isinstance(found, int) or isinstance(found, bool) or not 1 <= found <= RESULTS_FORMAT:
+        raise ValueError(
+            f"results.json of format {found!r}: this anneal reads formats 1 to {RESULTS_FORMAT} (a newer anneal "
+            "wrote it?)"
+        )
+    return found
+
+
 def declared_metrics(results: Mapping[str, Any]) -> tuple[dict[str, Metric], bool]:
-    """The declarations of a results.json: its own, or (for a run older than them) anneal's declarations of the
-    keys it reported then. Returns (declarations, whether they came from the run itself)."""
+    """The declarations of a results.json of any format: its own, or (for a run older than them) anneal's
+    declarations of the keys it reported then. Returns (declarations, whether they came from the run itself)."""
+    results_format(results)
     own = results.get("metrics")
     if own is None:
         return {k: LEGACY[k] for k, v in results.items() if k in LEGACY and is_number(v)}, False

@@ -11,7 +11,6 @@ from anneal.record import Metric
 from anneal.report.statistics import Difference, Spread
 from anneal.report.study import HEADLINE, ArmResult, Study
 
-SUMMARY_METRICS = ["test/acc", "test/loss", "val/acc", "ensemble/test/acc", "swa/test/acc", "ema/test/acc"]
 STD_NOTE = (
     "Mean ± sample std over seeds (ddof=1) (± half-width of the Student-t 95% interval of the mean). Δ to best: "
     "this arm − the best arm, unpaired (Welch's t-test: 95% interval, p) and paired over the seeds both ran "
@@ -66,7 +65,9 @@ def format_difference(metric: Metric, d: Difference | None, paired: bool = False
 
 
 def summary_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
-    """One row per job: where it is, how it went (and why), its arm and seed, and its main numbers."""
+    """One row per job: where it is, how it went (and why), its arm and seed, and the numbers its producers
+    declared as columns."""
+    shown = table_metrics(study)
     several = len({run.source for run in study.runs}) > 1
     arm_labels = {a.arm.id: a.label for a in study.arms}
     rows = []
@@ -80,10 +81,9 @@ def summary_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
             "headline": run.headline,
             "headline value": run.metrics.get(run.headline) if run.headline else None,
         }
-        row |= {m: run.metrics[m] for m in SUMMARY_METRICS if m in run.metrics}
+        row |= {m: run.metrics[m] for m in shown if m in run.metrics}
         rows.append(row | {"reason": run.reason})
-    present = [m for m in SUMMARY_METRICS if any(m in row for row in rows)]
-    return ["job", "status", "arm", "seed", "headline", "headline value", *present, "reason"], rows
+    return ["job", "status", "arm", "seed", "headline", "headline value", *shown, "reason"], rows
 
 
 def comparison_columns(metric: str) -> list[str]:
@@ -123,12 +123,17 @@ def comparison_values(metric: str, result: ArmResult) -> dict[str, Any]:
     return dict(zip(names, values))
 
 
+def table_metrics(study: Study) -> list[str]:
+    """The metrics the runs' producers declared as columns (`Metric.in_tables`): the headline candidates by rank
+    (the trained network, the averages, the ensemble), then the others in the order the runs report them."""
+    shown = [m for m in study.metrics if m in study.declared and study.declared[m].in_tables]
+    return sorted(shown, key=lambda m: (study.declared[m].headline == 0, study.declared[m].headline))
+
+
 def main_metrics(study: Study) -> list[str]:
-    """The metrics a reader compares arms by, those the runs have, after the study's own."""
+    """The metrics a reader compares arms by, those the runs have, but the study's own."""
     headlines = {a.headline for a in study.arms} if study.metric == HEADLINE else {study.metric}
-    wanted = ["test/acc", study.best_held_out_metric(), "ensemble/test/acc", "swa/test/acc", "ema/test/acc"]
-    wanted += ["test/loss", "wall_seconds"]
-    return [m for m in dict.fromkeys(wanted) if m is not None and m in study.metrics and {m} != headlines]
+    return [m for m in table_metrics(study) if {m} != headlines]
 
 
 def study_markdown(study: Study) -> str:
