@@ -36,9 +36,12 @@ def build(out: Path = DEFAULT_OUT) -> Path:
     import pdoc.render
 
     import anneal
+    import anneal.record
 
-    for name in anneal.__all__:  # the parts the package imports when first used: pdoc documents what it holds
-        getattr(anneal, name)
+    # the parts a package imports when first used: pdoc documents what the module holds
+    for package in (anneal, anneal.record):
+        for name in package.__all__:
+            getattr(package, name)
     # pdoc cannot evaluate the string annotations of dataclass fields whose types are imported only for type checks
     warnings.filterwarnings("ignore", message="Error parsing type annotation", category=UserWarning)
     pdoc.render.configure(docformat="google", footer_text=f"anneal {anneal.__version__}", show_source=False)

@@ -27,8 +27,7 @@ def test_the_api_page_documents_the_scheduler_the_callbacks_the_record_and_the_r
     for name in ("SWA", "EMA", "LAWA", "SnapshotEnsemble", "History", "StepCurves"):
         assert f"class {name}" in callbacks, name
     record = text_of(tmp_path / "api" / "anneal" / "record.html")
-    recorder = ["RunRecorder"] if hasattr(anneal.record, "RunRecorder") else []  # (the user-run recorder, once merged)
-    for name in ("RunRecord", "RunFiles", "Metric", *recorder):
+    for name in ("RunRecord", "RunFiles", "Metric", "RunRecorder"):
         assert f"class {name}" in record, name
     report = text_of(tmp_path / "api" / "anneal" / "report" / "__main__.html")
     assert "python -m anneal.report DIR" in report and "def main" in report

@@ -55,6 +55,7 @@ def __getattr__(name: str) -> Any:
     if name == "RunRecorder":
         from anneal.record.recorder import RunRecorder
 
+        globals()["RunRecorder"] = RunRecorder  # once imported, an attribute as any other (pdoc reads the module's)
         return RunRecorder
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
