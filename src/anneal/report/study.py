@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from anneal.record import GROUP_CLASSES, Arm, Metric, describe
+from anneal.record.labels import name_arm
 from anneal.report.runs import Run, collect_runs
 from anneal.report.statistics import Difference, Spread, holm, paired, seeds_for, spread, welch
 
@@ -113,7 +114,7 @@ def varying(arms: list[Arm]) -> list[str]:
 
 def labels(arms: list[Arm], keys: list[str], fallback: list[str]) -> list[str]:
     """Each arm by the options and settings in which it differs from the others; unique (the id where not)."""
-    found = [describe(arm.values(), keys) or fallback[i] for i, arm in enumerate(arms)]
+    found = [name_arm(arm, keys) or fallback[i] for i, arm in enumerate(arms)]
     return [f"{label} [{arm.id}]" if found.count(label) > 1 else label for label, arm in zip(found, arms)]
 
 

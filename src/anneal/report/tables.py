@@ -9,7 +9,7 @@ from typing import Any
 
 from anneal.record import Metric, short_keys
 from anneal.report.statistics import Difference, Spread
-from anneal.report.study import HEADLINE, ArmResult, Study
+from anneal.report.study import HEADLINE, ArmResult, Study, value
 
 SUMMARY_METRICS = ["test/acc", "test/loss", "val/acc", "ensemble/test/acc", "swa/test/acc", "ema/test/acc"]
 STD_NOTE = (
@@ -108,6 +108,21 @@ def summary_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
         rows.append(row | {"reason": run.reason})
     present = [m for m in SUMMARY_METRICS if any(m in row for row in rows)]
     return ["job", "status", "arm", "seed", "headline", "headline value", *present, "reason"], rows
+
+
+AVERAGED = ("swa/", "ema/", "lawa/", "soup/", "ensemble/", "snapshots/")  # the metrics of averaged or pooled networks
+
+
+def per_run_rows(study: Study) -> list[dict[str, Any]]:
+    """One row per counted run (the notebook's table): its arm and seed, the value of its headline and which
+    metric that is, its trained network's test accuracy, and every metric of an averaged or pooled network."""
+    rows = []
+    for result in study.arms:
+        for run in result.counted:
+            row: dict[str, Any] = {"arm": result.label, "seed": run.seed, "headline": value(run, HEADLINE)}
+            row |= {"headline metric": run.headline, "test/acc (trained network)": run.metrics.get("test/acc")}
+            rows.append(row | {k: v for k, v in run.metrics.items() if k.startswith(AVERAGED)})
+    return rows
 
 
 def comparison_columns(metric: str) -> list[str]:
