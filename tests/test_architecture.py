@@ -35,6 +35,7 @@ LAYERS = {
     "branch": 6,
     "launchers": 7,
     "shared_study": 7,
+    "average": 7,
 }
 
 
