@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from anneal.callbacks.bn_update import check_images, recompute_bn
+from anneal.callbacks.bn_update import checked_images, recompute_bn
 from anneal.callbacks.lawa import mean_weights
 from anneal.data import DATASETS, ImageData
 from anneal.ensemble import build
@@ -170,7 +170,7 @@ def average_runs(
 ) -> dict[str, Any]:
     """Average the chosen weights of these runs, recompute BatchNorm, evaluate, and write `out` as a run."""
     began = time.perf_counter()
-    check_images(bn_update_images, "--bn-update-images")
+    checked_images(bn_update_images, "--bn-update-images")
     records = [source(d)[0] for d in run_dirs]
     first, results = records[0], source(run_dirs[0])[1]
     if len({repr(r.seed) for r in records}) > 1:

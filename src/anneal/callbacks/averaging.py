@@ -14,12 +14,13 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn, update_bn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
 
 from anneal.callbacks.base import RunCallback
+from anneal.callbacks.bn_update import checked_images, recompute_bn
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
-from anneal.record import Evaluation, Metric, RunFiles, accuracy, count, loss
+from anneal.record import Evaluation, Metric, RunFiles, accuracy, count, loss, seconds
 from anneal.schedules import LrPlan, LrSwitch, Span
 from anneal.storage import save_tensors
 
@@ -33,6 +34,8 @@ class WeightAverage(RunCallback):
 
     prefix = "avg"
     title = "averaged"  # how tables and figures name this average: "SWA"
+
+    bn_update_images: int | float | None = None  # the images of BatchNorm's pass (None: the whole training set)
 
     def __init__(self, start: Span, *, start_key: str, bn_update: bool, use_buffers: bool, multi_avg_fn: Any = None):
         self.start, self.start_key = start, start_key
@@ -93,6 +96,7 @@ class WeightAverage(RunCallback):
         found = [count(f"{p}/n_averaged", f"{name}: weights averaged")]
         if self.bn_update:
             found.append(count(f"{p}/bn_update_images", f"{name}: images of the BatchNorm update"))
+            found.append(seconds(f"{p}/bn_update_seconds", f"{name}: seconds of the BatchNorm update"))
         for split in evaluation.splits:
             title = "test" if split == "test" else "validation"
             # the averaged network is what an averaging run is for: its test accuracy is the run's headline
@@ -136,8 +140,9 @@ class WeightAverage(RunCallback):
         self.last_step, self._pending_state = state["last_step"], None
 
     def results(self, trainer: L.Trainer, module: Any, datamodule: Any) -> dict[str, Any]:
-        """BN statistics recomputed with one pass over the training data (no augmentation, the whole set
-        on every rank), then the averaged network on val (if held out) and test; its weights saved."""
+        """BN statistics recomputed with one pass over the training data (no augmentation, the whole set, or
+        bn_update_images drawn with the run's seed, on every rank; none for a network without BatchNorm), then the
+        averaged network on val (if held out) and test; its weights saved."""
         p = self.prefix
         network, n = self.averaged(module)
         if n == 0:
@@ -146,9 +151,9 @@ class WeightAverage(RunCallback):
         device = module.device
         results: dict[str, Any] = {f"{p}/n_averaged": n}
         if self.bn_update:
-            train = datamodule.batches("train")  # unsharded: every rank sees the whole training set
-            update_bn(train, network, device=device)
-            results[f"{p}/bn_update_images"] = len(train.images)
+            train = datamodule.batches("train")  # unsharded: every rank sees the same images
+            images, spent = recompute_bn(network, train, device, self.bn_update_images, datamodule.seed)
+            results |= {f"{p}/bn_update_images": images, f"{p}/bn_update_seconds": spent}
         if trainer.world_size > 1:  # DDP keeps the replicas equal, so their averages must be equal too
             sums = torch.stack([t.double().sum() for t in network.state_dict().values()])
             gathered = trainer.strategy.all_gather(sums)
@@ -196,6 +201,7 @@ class SWA(WeightAverage):
         swa_lr: float | None = None,
         anneal_epochs: float = 5.0,
         bn_update: bool = True,
+        bn_update_images: int | float | None = None,
     ):
         # a multi-tensor mean: AveragedModel's default falls back to a per-tensor loop on CPUs (2-3x slower)
         super().__init__(
@@ -205,6 +211,7 @@ class SWA(WeightAverage):
             use_buffers=not bn_update,
             multi_avg_fn=swa_mean,
         )
+        self.bn_update_images = checked_images(bn_update_images)
         require(
             swa_freq in self.FREQUENCIES or (isinstance(swa_freq, int) and swa_freq >= 1),
             "swa_freq",
@@ -276,12 +283,23 @@ class SWA(WeightAverage):
 
 
 class EMA(WeightAverage):
-    """Exponential moving average of the weights and buffers: avg <- decay * avg + (1 - decay) * w,
-    after every `every_n_steps`-th optimizer step from `start` on."""
+    """Exponential moving average of the weights and buffers: avg <- decay * avg + (1 - decay) * w, after every
+    `every_n_steps`-th optimizer step from `start` on; the first update copies the weights. warmup=true forgets the
+    first, poor weights fast: the n-th update after the first uses min(decay, (1 + n) / (10 + n)) (0.18, 0.25, ...),
+    TensorFlow's ExponentialMovingAverage(num_updates) warmup, as in timm's ModelEmaV3 (whose default is a power
+    form) and Tarvainen & Valpola 2017's mean teacher (min(1 − 1 / (n + 1), decay))."""
 
     prefix, title = "ema", "EMA"
 
-    def __init__(self, decay: float = 0.999, every_n_steps: int = 1, start: float | str = 0.0, bn_update: bool = False):
+    def __init__(
+        self,
+        decay: float = 0.999,
+        every_n_steps: int = 1,
+        start: float | str = 0.0,
+        bn_update: bool = False,
+        warmup: bool = False,
+        bn_update_images: int | float | None = None,
+    ):
         require(0 < decay < 1, "decay", decay, "must be in (0, 1)")
         require(
             isinstance(every_n_steps, int) and every_n_steps >= 1,
@@ -289,14 +307,32 @@ class EMA(WeightAverage):
             every_n_steps,
             "must be an integer >= 1",
         )
+        require(isinstance(warmup, bool), "warmup", warmup, "true or false")
         super().__init__(
             Span.parse(start, "start", shares=True),
             start_key="start",
             bn_update=bn_update,
             use_buffers=True,
-            multi_avg_fn=get_ema_multi_avg_fn(decay),
+            multi_avg_fn=self.warmed if warmup else get_ema_multi_avg_fn(decay),
         )
-        self.every_n_steps = every_n_steps
+        self.every_n_steps, self.decay, self.warmup = every_n_steps, decay, warmup
+        self.bn_update_images = checked_images(bn_update_images)
+        self.updates = 0  # taken so far (kept in Python: reading the average's count would wait for the device)
+
+    def decay_at(self, n: int) -> float:  # the n-th update after the first, n >= 1
+        return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+
+    def warmed(self, averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        get_ema_multi_avg_fn(self.decay_at(self.updates))(averaged, current, num_averaged)
+
+    def update(self, network: nn.Module, step: int) -> None:
+        super().update(network, step)
+        self.updates += 1
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.average is not None and self._pending_state is None:
+            self.updates = int(self.average.n_averaged.item())
 
     def updates_planned(self) -> int | None:
         return every(self.start_step, self.plan.clock.total_steps, self.every_n_steps)

@@ -25,13 +25,14 @@ def has_batch_norm(network: nn.Module) -> bool:
     return any(isinstance(m, BATCH_NORMS) and m.track_running_stats for m in network.modules())
 
 
-def check_images(images: int | float | None, key: str = "bn_update_images") -> None:
+def checked_images(images: int | float | None, key: str = "bn_update_images") -> int | float | None:
     """null (the whole training set), an integer >= 1 (images), or a share in (0, 1)."""
     ok = images is None or (
         not isinstance(images, bool)
         and ((isinstance(images, int) and images >= 1) or (isinstance(images, float) and 0 < images < 1))
     )
     require(ok, key, images, "null (the whole training set), a number of images >= 1, or a share in (0, 1)")
+    return images
 
 
 def drawn(batches: Any, images: int | float | None, seed: int) -> Iterator[tuple[Tensor, Tensor]]:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from anneal.callbacks.averaging import WeightAverage, every
+from anneal.callbacks.bn_update import checked_images
 from anneal.errors import require
 from anneal.schedules import LrPlan, Span
 
@@ -31,11 +32,22 @@ class LAWA(WeightAverage):
 
     prefix, title = "lawa", "LAWA"
 
-    def __init__(self, k: int = 5, every: float | str = 1, start: float | str = 0.0, bn_update: bool = True):
+    def __init__(
+        self,
+        k: int = 5,
+        every: float | str = 1,
+        start: float | str = 0.0,
+        bn_update: bool = True,
+        bn_update_images: int | float | None = None,
+    ):
         require(isinstance(k, int) and not isinstance(k, bool) and k >= 1, "k", k, "an integer >= 1")
         super().__init__(
-            Span.parse(start, "start", shares=True), start_key="start", bn_update=bn_update, use_buffers=not bn_update
+            Span.parse(start, "start", shares=True),
+            start_key="start",
+            bn_update=bn_update,
+            use_buffers=not bn_update,
         )
+        self.bn_update_images = checked_images(bn_update_images)
         self.k, self.every = k, Span.parse(every, "every")
         self.every_steps = 1
         self.window: list[dict[str, Any]] = []  # {"step", "weights"}, oldest first
