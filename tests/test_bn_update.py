@@ -1,15 +1,19 @@
 """Cheap BatchNorm updates: a seeded share of the training set, the images and seconds reported, nothing done for a
 network without BatchNorm; with every image, the same statistics as torch's full pass, bit for bit."""
 
+import json
+
 import pytest
 import torch
+from conftest import compose_config
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from anneal.bn_update import drawn, recompute_bn
 from anneal.callbacks import EMA, LAWA, SWA
-from anneal.callbacks.bn_update import drawn, recompute_bn
 from anneal.data.batches import Batches
 from anneal.errors import ConfigError
+from anneal.run import run
 
 
 def training_batches(images: int = 64, batch_size: int = 16) -> Batches:
@@ -69,3 +73,34 @@ def test_bn_update_images_is_checked_by_every_average(callback, bad):
         callback(bn_update_images=bad)
     assert callback(bn_update_images=512).bn_update_images == 512
     assert callback(bn_update_images=0.1).bn_update_images == 0.1
+
+
+SCHEDULE_FREE = [
+    "data=synthetic",
+    "data.train_size=64",
+    "data.val_size=0",
+    "data.test_size=32",
+    "data.batch_size=32",
+    "model=wrn",
+    "model.depth=10",
+    "model.widen_factor=1",  # BatchNorm throughout
+    "optimizer=sgd_schedulefree",
+    "schedule=constant",
+    "trainer.max_epochs=1",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def test_a_schedule_free_run_evaluates_after_a_pass_over_the_images_it_was_given(tmp_path):
+    run(compose_config(*SCHEDULE_FREE, "optimizer.bn_update_images=16", output_dir=tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["bn_update_images"] == 16 and results["bn_update_seconds"] >= 0
+    assert {"bn_update_images", "bn_update_seconds"} <= set(results["metrics"])
+
+
+def test_only_a_schedule_free_optimizer_takes_bn_update_images(tmp_path):
+    cfg = compose_config(*SCHEDULE_FREE[:8], "+optimizer.bn_update_images=16", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="optimizer.bn_update_images"):
+        run(cfg)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from anneal.callbacks.bn_update import checked_images, recompute_bn
+from anneal.bn_update import checked_images, recompute_bn
 from anneal.callbacks.lawa import mean_weights
 from anneal.data import DATASETS, ImageData
 from anneal.ensemble import build

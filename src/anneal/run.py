@@ -119,6 +119,7 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
         compile=spec.compile,
         heldout=datamodule.heldout or "val",
         settings=config.settings_of(cfg),
+        bn_update_images=cfg.optimizer.get("bn_update_images"),
     )
     evaluation = evaluation_of(datamodule)
     declared = declarations(module, list(callbacks.values()), evaluation)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
 
+from anneal.bn_update import checked_images, recompute_bn
 from anneal.callbacks.base import RunCallback
-from anneal.callbacks.bn_update import checked_images, recompute_bn
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
 from anneal.record import Evaluation, Metric, RunFiles, accuracy, count, loss, seconds

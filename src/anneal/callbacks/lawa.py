@@ -9,8 +9,8 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from anneal.bn_update import checked_images
 from anneal.callbacks.averaging import WeightAverage, every
-from anneal.callbacks.bn_update import checked_images
 from anneal.errors import require
 from anneal.schedules import LrPlan, Span
 
