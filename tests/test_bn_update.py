@@ -94,7 +94,7 @@ SCHEDULE_FREE = [
 
 
 def test_a_schedule_free_run_evaluates_after_a_pass_over_the_images_it_was_given(tmp_path):
-    run(compose_config(*SCHEDULE_FREE, "optimizer.bn_update_images=16", output_dir=tmp_path))
+    run(compose_config(*SCHEDULE_FREE, "+optimizer.bn_update_images=16", output_dir=tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["bn_update_images"] == 16 and results["bn_update_seconds"] >= 0
     assert {"bn_update_images", "bn_update_seconds"} <= set(results["metrics"])
