@@ -3,6 +3,7 @@
 arm. The average of the last K kept weights is LAWA's online average over the same points, bit for bit."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,21 @@ def test_bad_input_is_one_line(lawa_run, tmp_path, capsys):
     assert main([str(bare), "--last", "3", "--out", str(tmp_path / "y")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "keep_weights_every_n_epochs" in error
+
+
+def test_a_run_and_its_branch_average_into_a_soup(lawa_run, tmp_path):
+    """Several runs of one seed (a run and a cooldown branch of it; here a copy stands for the branch): each one's
+    last kept weights, averaged uniformly, as a model soup."""
+    branch = tmp_path / "branch"
+    shutil.copytree(lawa_run, branch)
+    out = tmp_path / "soup"
+    assert main([str(lawa_run), str(branch), "--last", "1", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["headline"] == "soup/test/acc" and results["soup/n_averaged"] == 2
+    record = json.loads((out / "run.json").read_text())
+    assert record["arm"]["settings"]["averaged.method"] == "soup"
+    soup = load_tensors(RunFiles(out).averaged("soup"))
+    last = load_tensors(kept_weights(RunFiles(lawa_run))[-1][1])["weights"]
+    assert all(torch.equal(soup[k], last[k]) for k in last)  # the mean of two equal weights is those weights
+    study = study_of([lawa_run, tmp_path / "soup"])
+    assert any("soup" in a.label for a in study.arms)

@@ -198,7 +198,8 @@ def average_runs(
         values |= {f"{prefix}/{split}/acc": metrics["acc"], f"{prefix}/{split}/loss": metrics["nll"]}
     values[f"{prefix}/seconds"] = time.perf_counter() - began
     after: dict[str, Any] = {"averaged.method": prefix, "averaged.choice": choice.text()}
-    after["averaged.bn_update_images"] = bn_update_images
+    if bn_update_images is not None:  # (absent: the whole training set, as every average's default)
+        after["averaged.bn_update_images"] = bn_update_images
     if len(run_dirs) > 1:
         after["averaged.sources"] = sorted(r.arm.id for r in records)
     arm = Arm(first.arm.options, first.arm.settings | after)

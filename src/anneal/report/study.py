@@ -17,6 +17,7 @@ from anneal.report.statistics import Difference, Spread, holm, paired, seeds_for
 HEADLINE = "headline"  # the number each arm stands for (its producers say which): the default comparison
 MISSING = object()
 BUDGETS = ("trainer.max_epochs", "trainer.max_steps")  # training lengths: arms are compared within each
+AVERAGED_AFTER = "averaged."  # the settings `python -m anneal.average` adds to its source's arm
 TARGET_CI = 0.5  # the default half-width, in the metric's displayed unit (percentage points), seeds are planned for
 
 
@@ -107,7 +108,8 @@ def varying(arms: list[Arm]) -> list[str]:
             continue
         values = [arm.values().get(key, MISSING) for arm in arms]
         present = {json.dumps(v, sort_keys=True, default=str) for v in values if v is not MISSING}
-        if len(present) > 1 or (key in GROUP_CLASSES and MISSING in values and present):
+        told_apart = key in GROUP_CLASSES or key.startswith(AVERAGED_AFTER)  # present in some arms only
+        if len(present) > 1 or (told_apart and MISSING in values and present):
             found.append(key)
     return found
 
