@@ -49,7 +49,7 @@ LIGHTNING_HOOKS = [
 ]
 # anneal's phases outside Lightning's hooks: the function each calls, as (module, name)
 CALLED = {
-    "swa_bn_update": ("anneal.callbacks.averaging", "update_bn"),
+    "swa_bn_update": ("anneal.callbacks.averaging", "recompute_bn"),
     "swa_evaluation": ("anneal.callbacks.averaging", "predict"),
     "ensemble_evaluation": ("anneal.callbacks.snapshots", "evaluate_snapshots"),
 }

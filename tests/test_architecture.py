@@ -17,6 +17,7 @@ LAYERS = {
     "schedules": 2,
     "models": 2,
     "evaluation": 3,
+    "bn_update": 3,
     "preview": 3,
     "data": 4,
     "module": 4,
@@ -35,6 +36,7 @@ LAYERS = {
     "branch": 6,
     "launchers": 7,
     "shared_study": 7,
+    "average": 7,
 }
 
 

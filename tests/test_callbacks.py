@@ -459,7 +459,12 @@ def test_lawa_window_resumes_exactly_from_a_mid_run_checkpoint(tmp_path):
     for got, expected in zip(resumed[0].window, reference[0].window):
         for key, value in got["weights"].items():
             assert torch.equal(value, expected["weights"][key]), key
-    assert resumed[0].results(trainer, module, data) == reference[0].results(reference_trainer, reference_module, data)
+    got, expected = (
+        cb[0].results(*run, data)
+        for cb, run in ((resumed, (trainer, module)), (reference, (reference_trainer, reference_module)))
+    )
+    timed = "lawa/bn_update_seconds"  # a duration: the same computation, not the same time
+    assert got.pop(timed) >= 0 and expected.pop(timed) >= 0 and got == expected
     assert torch.equal(
         load_tensors(tmp_path / "a" / "lawa.pt")["0.weight"], load_tensors(tmp_path / "b" / "lawa.pt")["0.weight"]
     )

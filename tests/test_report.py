@@ -101,7 +101,7 @@ def test_a_seeded_grid_sweep_becomes_one_row_per_arm_with_exact_statistics(tmp_p
     study_md = (sweep / "study.md").read_text()
     assert "| T_0=5 T_mult=1 | 3 | 95.00 ± 0.00 (± 0.00) | best |" in study_md
     assert "−" not in study_md.split("\n")[0] and "paired Δ to best (pp)" in study_md
-    assert "| -12.00 ± 8.96 (p=0.029) | -12.00 ± 8.96 (n=3, p=0.029) |" in study_md
+    assert "| -12.00 ± 8.96 (p=0.029, Holm p=0.086) | -12.00 ± 8.96 (n=3, p=0.029, Holm p=0.086) |" in study_md
     for name in ("study_heatmap.png", "study_curves.png", "summary.png"):
         assert paths[name] == sweep / name and (sweep / name).stat().st_size > 10_000
         assert (sweep / name).with_suffix(".svg").read_text().startswith("<?xml")

@@ -132,7 +132,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert results["steps"] == 2 * 2  # 512 images / 2 ranks / 128 per batch
     assert results["swa/n_averaged"] == 3  # after steps 2, 3, 4
     assert results["swa/identical_on_ranks"] is True  # all-gathered from both processes
-    assert results["swa/bn_update_images"] == 512  # the BN pass saw the whole training set, not a shard
+    assert results["swa/bn_update_images"] == 0  # LeNet has no BatchNorm: nothing to recompute
     assert [s["step"] for s in results["snapshots"]] == [2, 4]
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["snapshot_01_epoch1.pt", "snapshot_02_epoch2.pt"]
     assert len(list((out / "wandb").glob("offline-run-*"))) == 1  # one W&B run, from rank 0

@@ -14,10 +14,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.seed import isolate_rng
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
-from torch.optim.swa_utils import update_bn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from anneal.bn_update import checked_images, recompute_bn
 from anneal.record import Evaluation, accuracy, count, loss, seconds
 from anneal.record import Metric as Declared
 from anneal.schedules import LrPlan, ScheduleLR
@@ -46,8 +46,11 @@ class Classifier(L.LightningModule):
         compile: bool = False,
         heldout: str = "val",
         settings: dict[str, Any] | None = None,
+        bn_update_images: int | float | None = None,
     ):
         super().__init__()
+        # a schedule-free optimizer's BatchNorm pass at its average: the training set, or this many images of it
+        self.bn_update_images, self.bn_pass = checked_images(bn_update_images), (0, 0.0)
         self.network, self.optimizer_factory, self.plan, self.heldout = network, optimizer, plan, heldout
         self.settings = settings or {}  # what the run was configured with: every checkpoint records it
         self.compile_network = compile
@@ -198,6 +201,8 @@ class Classifier(L.LightningModule):
         if "val" in evaluation.splits:
             found += [accuracy("val/acc", "validation accuracy", column=True), loss("val/loss", "validation loss")]
         found += [count("epochs", "epochs"), count("steps", "optimizer steps"), count("params", "trainable parameters")]
+        found += [count("bn_update_images", "images of the BatchNorm pass at the schedule-free average")]
+        found += [seconds("bn_update_seconds", "seconds of that pass (the last evaluation's)")]
         return [*found, seconds("wall_seconds", "training and evaluation time (s)", column=True)]
 
     def results(self) -> dict[str, Any]:
@@ -208,7 +213,7 @@ class Classifier(L.LightningModule):
             "schedule": self.plan.describe(),
             "epochs": self.trainer.current_epoch,
             "steps": self.trainer.global_step,
-        }
+        } | ({"bn_update_images": self.bn_pass[0], "bn_update_seconds": self.bn_pass[1]} if self.schedule_free else {})
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         optimizer = self.optimizer_factory(params=self.parameters())
@@ -235,7 +240,9 @@ class Classifier(L.LightningModule):
         try:
             optimizer.eval()
             with isolate_rng():  # dropout in the pass must not move training's random stream
-                update_bn(data.batches("train"), self.network, device=self.device)  # no pass without BatchNorm
+                self.bn_pass = recompute_bn(
+                    self.network, data.batches("train"), self.device, self.bn_update_images, data.seed
+                )  # no pass without BatchNorm
             yield self.network
         finally:
             optimizer.train()

@@ -55,7 +55,7 @@ def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:
     resuming = cfg.mode == "train" and cfg.ckpt_path is not None
     with claim(Path(cfg.output_dir), resuming=resuming) as files:
         record = config.start_record(cfg, files, save=False)
-        keeper = RecordKeeper(record, config.arm_label_soon(record.arm), files, rank_zero)
+        keeper = RecordKeeper(record, config.arm_label_soon(record.arm, record.overrides), files, rank_zero)
         if not resuming:  # a resume's record changes only once its checkpoint is accepted
             keeper.accept()
         with keeper.outcome():
@@ -119,6 +119,7 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
         compile=spec.compile,
         heldout=datamodule.heldout or "val",
         settings=config.settings_of(cfg),
+        bn_update_images=cfg.optimizer.get("bn_update_images"),
     )
     evaluation = evaluation_of(datamodule)
     declared = declarations(module, list(callbacks.values()), evaluation)

@@ -14,13 +14,14 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_swa_multi_avg_fn, update_bn
+from torch.optim.swa_utils import AveragedModel, get_swa_multi_avg_fn
 
+from anneal.bn_update import checked_images, recompute_bn
 from anneal.callbacks.base import RunCallback, network_of
-from anneal.callbacks.data_access import Counted, heldout_batches, training_batches
+from anneal.callbacks.data_access import data_of, heldout_batches, training_batches
 from anneal.errors import ConfigError, require
 from anneal.evaluation import classification_metrics, predict
-from anneal.record import Evaluation, Metric, RunFiles, accuracy, count, loss
+from anneal.record import Evaluation, Metric, RunFiles, accuracy, count, loss, seconds
 from anneal.schedules import Clock, LrPlan, LrSwitch, Span
 from anneal.storage import save_tensors
 
@@ -34,6 +35,8 @@ class WeightAverage(RunCallback):
 
     prefix = "avg"
     title = "averaged"  # how tables and figures name this average: "SWA"
+
+    bn_update_images: int | float | None = None  # the images of BatchNorm's pass (None: the whole training set)
 
     def __init__(
         self,
@@ -107,6 +110,7 @@ class WeightAverage(RunCallback):
         found = [count(f"{p}/n_averaged", f"{name}: weights averaged")]
         if self.bn_update:
             found.append(count(f"{p}/bn_update_images", f"{name}: images of the BatchNorm update"))
+            found.append(seconds(f"{p}/bn_update_seconds", f"{name}: seconds of the BatchNorm update"))
         for split in evaluation.splits:
             title = "test" if split == "test" else "validation"
             # the averaged network is what an averaging run is for: its test accuracy is the run's headline
@@ -152,8 +156,9 @@ class WeightAverage(RunCallback):
 
     def results(self, trainer: L.Trainer, module: Any, datamodule: Any = None) -> dict[str, Any]:
         """BN statistics recomputed with one pass over the training data (anneal's data: no augmentation, the whole
-        set on every rank; another data module: its train_dataloader), then the averaged network on val (if held
-        out) and test; its weights saved."""
+        set or bn_update_images drawn with the run's seed, on every rank; another data module: its
+        train_dataloader, up to bn_update_images images; none for a network without BatchNorm), then the averaged
+        network on val (if held out) and test; its weights saved."""
         p = self.prefix
         network, n = self.averaged(module)
         if n == 0:
@@ -163,10 +168,9 @@ class WeightAverage(RunCallback):
         results: dict[str, Any] = {f"{p}/n_averaged": n}
         if self.bn_update:
             train = training_batches(trainer, datamodule)
-            counted = Counted(train)
-            update_bn(counted, network, device=device)
-            images = getattr(train, "images", None)  # anneal's batches know their set's size
-            results[f"{p}/bn_update_images"] = counted.images if images is None else len(images)
+            seed = getattr(data_of(trainer, datamodule), "seed", 0)
+            images, spent = recompute_bn(network, train, device, self.bn_update_images, seed)
+            results |= {f"{p}/bn_update_images": images, f"{p}/bn_update_seconds": spent}
         if trainer.world_size > 1:  # DDP keeps the replicas equal, so their averages must be equal too
             sums = torch.stack([t.double().sum() for t in network.state_dict().values()])
             gathered = trainer.strategy.all_gather(sums)
@@ -216,6 +220,7 @@ class SWA(WeightAverage):
         anneal_epochs: float = 5.0,
         bn_update: bool = True,
         output_dir: str | Path | None = None,
+        bn_update_images: int | float | None = None,
     ):
         # a multi-tensor mean: AveragedModel's default falls back to a per-tensor loop on CPUs (2-3x slower)
         super().__init__(
@@ -226,6 +231,7 @@ class SWA(WeightAverage):
             multi_avg_fn=swa_mean,
             output_dir=output_dir,
         )
+        self.bn_update_images = checked_images(bn_update_images)
         require(
             swa_freq in self.FREQUENCIES or (isinstance(swa_freq, int) and swa_freq >= 1),
             "swa_freq",

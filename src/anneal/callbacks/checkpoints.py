@@ -11,6 +11,8 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from anneal.errors import require
+from anneal.record import RunFiles
+from anneal.storage import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +36,47 @@ class LastCheckpoint(MidEpoch, Checkpoint):
     """Keeps `<dirpath>/last.ckpt` current: after every epoch (its validation included) and, with
     every_n_train_steps=N, after every N-th optimizer step too. A step that ends an epoch is saved when the
     epoch has ended instead. Written atomically through the trainer's CheckpointIO. (Lightning's
-    ModelCheckpoint writes `last` only beside a top-k checkpoint, which one resumable file does not need.)"""
+    ModelCheckpoint writes `last` only beside a top-k checkpoint, which one resumable file does not need.)
 
-    def __init__(self, dirpath: str, every_n_train_steps: int | None = None):
-        require(
-            every_n_train_steps is None or (isinstance(every_n_train_steps, int) and every_n_train_steps >= 1),
-            "every_n_train_steps",
-            every_n_train_steps,
-            "null or an integer >= 1",
-        )
+    keep_weights_every_n_epochs / _n_steps also keep the network's weights alone (no optimizer, a few hundred KB
+    to a few MB each) at the end of every N-th epoch or after every N-th optimizer step, in
+    `checkpoints/weights/step_<step>.pt`, for `python -m anneal.average` to average after the fact."""
+
+    def __init__(
+        self,
+        dirpath: str,
+        every_n_train_steps: int | None = None,
+        keep_weights_every_n_epochs: int | None = None,
+        keep_weights_every_n_steps: int | None = None,
+    ):
+        for key, value in (
+            ("every_n_train_steps", every_n_train_steps),
+            ("keep_weights_every_n_epochs", keep_weights_every_n_epochs),
+            ("keep_weights_every_n_steps", keep_weights_every_n_steps),
+        ):
+            require(
+                value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+                key,
+                value,
+                "null or an integer >= 1",
+            )
         self.dirpath, self.every_n_train_steps = Path(dirpath), every_n_train_steps
+        self.keep_every_epochs, self.keep_every_steps = keep_weights_every_n_epochs, keep_weights_every_n_steps
         self.last_model_path = ""
         self._saved_step = -1
+        self._kept_step = -1
+
+    def keep_weights(self, trainer: L.Trainer, pl_module: Any) -> None:
+        """The network's weights at this step, weights only (loaded back with torch.load(weights_only=True))."""
+        step = trainer.global_step
+        if trainer.sanity_checking or self._kept_step == step or not trainer.is_global_zero:
+            return
+        epoch = step / max(1, trainer.num_training_batches // trainer.accumulate_grad_batches)
+        weights = {k: v.detach().cpu().clone() for k, v in pl_module.network.state_dict().items()}
+        save_tensors(
+            {"step": step, "epoch": epoch, "weights": weights}, RunFiles(Path(trainer.default_root_dir)).kept(step)
+        )
+        self._kept_step = step
 
     def save(self, trainer: L.Trainer) -> None:
         debugging = trainer.fast_dev_run  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
@@ -62,8 +93,12 @@ class LastCheckpoint(MidEpoch, Checkpoint):
         every = self.every_n_train_steps
         if every and trainer.global_step % every == 0 and self.mid_epoch:
             self.save(trainer)
+        if self.keep_every_steps and trainer.global_step % self.keep_every_steps == 0:
+            self.keep_weights(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.keep_every_epochs and (trainer.current_epoch + 1) % self.keep_every_epochs == 0:
+            self.keep_weights(trainer, pl_module)
         self.save(trainer)
 
 

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from anneal.bn_update import checked_images
 from anneal.callbacks.averaging import WeightAverage, every
 from anneal.callbacks.base import network_of
 from anneal.errors import require
@@ -39,6 +40,7 @@ class LAWA(WeightAverage):
         every: float | str = 1,
         start: float | str = 0.0,
         bn_update: bool = True,
+        bn_update_images: int | float | None = None,
         output_dir: str | Path | None = None,
     ):
         require(isinstance(k, int) and not isinstance(k, bool) and k >= 1, "k", k, "an integer >= 1")
@@ -49,6 +51,7 @@ class LAWA(WeightAverage):
             use_buffers=not bn_update,
             output_dir=output_dir,
         )
+        self.bn_update_images = checked_images(bn_update_images)
         self.k, self.every = k, Span.parse(every, "every")
         self.every_steps = 1
         self.window: list[dict[str, Any]] = []  # {"step", "weights"}, oldest first

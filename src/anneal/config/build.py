@@ -14,12 +14,14 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from anneal.bn_update import checked_images
 from anneal.callbacks import RunCallback
 from anneal.callbacks.base import compose_switches
 from anneal.config.checks import check_schedule_free
 from anneal.config.keys import instantiate, instantiate_optional, keys
 from anneal.data import ImageData
 from anneal.errors import ConfigError, require
+from anneal.module import is_schedule_free
 from anneal.schedules import Clock, LrPlan, LrRecipe
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
@@ -77,6 +79,9 @@ def build_optimizer(cfg: DictConfig, network: nn.Module) -> tuple[Any, float]:
     for key in ("momentum", "weight_decay", "dampening"):
         if key in node:
             require(is_number(node[key]) and node[key] >= 0, f"optimizer.{key}", node[key], "a number >= 0")
+    images = checked_images(node.get("bn_update_images"), "optimizer.bn_update_images")
+    if "bn_update_images" in node:  # the module's setting (the pass at a schedule-free average), not torch's
+        node = OmegaConf.masked_copy(node, [k for k in node if k != "bn_update_images"])
     with keys("optimizer"):
         factory = instantiate(node)
         try:
@@ -85,6 +90,12 @@ def build_optimizer(cfg: DictConfig, network: nn.Module) -> tuple[Any, float]:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ConfigError("", text=f"{{key}} settings are invalid: {reason}") from None
     check_schedule_free(cfg, optimizer)
+    require(
+        images is None or is_schedule_free(optimizer),
+        "optimizer.bn_update_images",
+        images,
+        "null: only a schedule-free optimizer is evaluated with a BatchNorm pass of its own (averaging.* has its own)",
+    )
     return factory, optimizer.defaults["lr"]
 
 

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from anneal.data import DATASETS
 from anneal.models import NETWORKS
-from anneal.record import GROUP_CLASSES, Arm, Part, RunFiles, RunRecord, UnreadableRun, arm_of, label_against
+from anneal.record import GROUP_CLASSES, Arm, Part, RunFiles, RunRecord, UnreadableRun, arm_of
+from anneal.record.labels import name_arm, overridden_keys
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,10 @@ def searchpath_override() -> list[str]:
     return [f"hydra.searchpath=[{quoted}]"] if paths else []
 
 
-def arm_label(arm: Arm) -> str:
-    """The arm against the defaults of its own options (stable however the command line was spelt), from the
-    config tree the running app composes; outside a Hydra app (nothing to compose) the arm's id alone."""
+def arm_label(arm: Arm, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """The arm against the defaults of its own options, and by every arm setting its command line set (in a
+    sweep: every swept setting, default or not, as the sweep's report names them), from the config tree the
+    running app composes; outside a Hydra app (nothing to compose) the arm's id alone."""
     if not GlobalHydra.instance().is_initialized():
         return arm.id
     common = ["output_dir=.", *searchpath_override()]
@@ -71,14 +73,14 @@ def arm_label(arm: Arm) -> str:
         return arm.id
     default_options = {g: o for g, o in default.hydra.runtime.choices.items() if g in GROUP_CLASSES}
     option_defaults = arm_of(resolved(defaults_of_options), arm.options)
-    return label_against(arm, default_options, option_defaults)
+    return name_arm(arm, overridden_keys(overrides), default_options, option_defaults) or "defaults"
 
 
-def arm_label_soon(arm: Arm) -> Future[str]:
+def arm_label_soon(arm: Arm, overrides: list[str] | tuple[str, ...] = ()) -> Future[str]:
     """arm_label, computed on a thread while the run builds its data and network: composing the defaults twice
     takes a few tenths of a second, which a job would otherwise wait before its first step."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arm-label")
-    future = executor.submit(arm_label, arm)
+    future = executor.submit(arm_label, arm, overrides)
     executor.shutdown(wait=False)
     return future
 

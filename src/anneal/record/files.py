@@ -29,6 +29,7 @@ class RunFiles:
     lr_png = entry("lr_schedule.png")
     checkpoints = entry("checkpoints")
     last_checkpoint = entry("checkpoints/last.ckpt")
+    kept_weights = entry("checkpoints/weights", "the network's weights, kept every N epochs or steps")
     branches = entry("branches")
     snapshots = entry("snapshots")
     lr_find_curve = entry("lr_find.json")
@@ -37,6 +38,9 @@ class RunFiles:
     lock = entry(".anneal.lock")
     log = entry("train.log")
     legacy_hydra = entry(".hydra", "Hydra's copy of the config, choices and overrides, in runs made before run.json")
+
+    def kept(self, step: int) -> Path:
+        return self.directory / "checkpoints" / "weights" / f"step_{step:08d}.pt"
 
     def snapshot(self, number: int, epoch: float) -> Path:
         return self.directory / "snapshots" / f"snapshot_{number:02d}_epoch{epoch:g}.pt"

@@ -14,7 +14,7 @@ import numpy as np
 
 from anneal.record import describe, format_value, short_keys
 from anneal.report.histories import HELD_OUT, arm_accuracy_curve, arm_lr_curve
-from anneal.report.study import Study, value
+from anneal.report.study import BUDGETS, Study, value
 from anneal.report.tables import number
 from anneal.storage import atomic_write
 
@@ -118,9 +118,6 @@ def heatmap(study: Study, path: Path) -> Path | None:
     ax.set(xlabel=names[k0], ylabel=names[k1], title=f"{d.label}: mean ± std over seeds")
     fig.colorbar(image, ax=ax, label=d.name)
     return save(fig, path)
-
-
-BUDGETS = ("trainer.max_epochs", "trainer.max_steps")
 
 
 def budget_lines(study: Study) -> dict[str, list[tuple[float, float, float]]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from anneal.report import figures
 from anneal.report.runs import is_sweep
-from anneal.report.study import HEADLINE, Study, study_of
+from anneal.report.study import HEADLINE, TARGET_CI, Study, study_of
 from anneal.report.tables import study_markdown, study_rows, summary_rows, to_csv, to_markdown
 from anneal.storage import save_text
 
@@ -106,9 +106,15 @@ def report_markdown(study: Study, out: Path, paths: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def write_report(directories: list[Path], out: Path, metric: str = HEADLINE) -> tuple[Study, dict[str, Path]]:
+def write_report(
+    directories: list[Path],
+    out: Path,
+    metric: str = HEADLINE,
+    within: list[str] | tuple[str, ...] = (),
+    target_ci: float = TARGET_CI,
+) -> tuple[Study, dict[str, Path]]:
     """The summary, the study and report.md of the runs in these sweep and run directories, into out."""
-    study = study_of(directories, metric)
+    study = study_of(directories, metric, within, target_ci)
     if not study.runs:
         raise ValueError(f"no runs in {', '.join(map(str, directories))}")
     out.mkdir(parents=True, exist_ok=True)

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from anneal.record import GROUP_CLASSES, Arm, Metric, describe
+from anneal.record.labels import name_arm
 from anneal.report.runs import Run, collect_runs
-from anneal.report.statistics import Difference, Spread, paired, spread, welch
+from anneal.report.statistics import Difference, Spread, holm, paired, seeds_for, spread, welch
 
 HEADLINE = "headline"  # the number each arm stands for (its producers say which): the default comparison
 MISSING = object()
+BUDGETS = ("trainer.max_epochs", "trainer.max_steps")  # training lengths: arms are compared within each
+AVERAGED_AFTER = "averaged."  # the settings `python -m anneal.average` adds to its source's arm
+TARGET_CI = 0.5  # the default half-width, in the metric's displayed unit (percentage points), seeds are planned for
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class ArmResult:
     versus_best: Difference | None = None  # the study metric, this arm − the best, unpaired
     paired_best: Difference | None = None  # ... paired over the seeds both arms ran
     gain: Spread | None = None  # within each run: its headline − its trained network's test/acc
+    group: str = ""  # the values of the study's `within` keys this arm has ("" where nothing splits the study)
+    best: str | None = None  # the label of the best arm of its group, which it is compared with
+    seeds_needed: int | None = None  # seeds for a paired 95% interval of ± the study's target_ci against `best`
 
     @property
     def n(self) -> int:
@@ -51,6 +58,8 @@ class Study:
     metrics: list[str]  # every declared metric of the counted runs, in order of appearance
     declared: dict[str, Metric]
     notes: list[str] = field(default_factory=list)  # what the reader must know: duplicates, old runs, ...
+    within: list[str] = field(default_factory=list)  # each arm is compared with the best arm of its values of these
+    target_ci: float = TARGET_CI  # in the metric's displayed unit (points for a percentage)
 
     @property
     def unassigned(self) -> list[Run]:
@@ -99,14 +108,15 @@ def varying(arms: list[Arm]) -> list[str]:
             continue
         values = [arm.values().get(key, MISSING) for arm in arms]
         present = {json.dumps(v, sort_keys=True, default=str) for v in values if v is not MISSING}
-        if len(present) > 1 or (key in GROUP_CLASSES and MISSING in values and present):
+        told_apart = key in GROUP_CLASSES or key.startswith(AVERAGED_AFTER)  # present in some arms only
+        if len(present) > 1 or (told_apart and MISSING in values and present):
             found.append(key)
     return found
 
 
 def labels(arms: list[Arm], keys: list[str], fallback: list[str]) -> list[str]:
     """Each arm by the options and settings in which it differs from the others; unique (the id where not)."""
-    found = [describe(arm.values(), keys) or fallback[i] for i, arm in enumerate(arms)]
+    found = [name_arm(arm, keys) or fallback[i] for i, arm in enumerate(arms)]
     return [f"{label} [{arm.id}]" if found.count(label) > 1 else label for label, arm in zip(found, arms)]
 
 
@@ -132,7 +142,13 @@ def study_declaration(arms: list[list[Run]], metric: str) -> Metric:
     return declaration
 
 
-def build_study(runs: list[Run], sources: list[Path], metric: str = HEADLINE) -> Study:
+def build_study(
+    runs: list[Run],
+    sources: list[Path],
+    metric: str = HEADLINE,
+    within: list[str] | tuple[str, ...] = (),
+    target_ci: float = TARGET_CI,
+) -> Study:
     groups: dict[str, list[Run]] = {}
     arms: dict[str, Arm] = {}
     for run in runs:
@@ -155,10 +171,11 @@ def build_study(runs: list[Run], sources: list[Path], metric: str = HEADLINE) ->
         results.append(arm_result(arms[arm_id], label, members, counted))
     metrics = list(dict.fromkeys(k for r in runs if r.finished for k in r.metrics))
     declared = {k: d for r in runs for k, d in r.declared.items()}
-    results = compared(results, metric, declaration)
+    grouping = comparison_keys(keys, within)
+    results = compared(results, metric, declaration, grouping, target_ci)
     legacy = sorted({r.legacy for r in runs if r.legacy})
     notes += [f"runs older than this report's format lack: {lacks}" for lacks in legacy]
-    return Study(sources, metric, declaration, keys, results, runs, metrics, declared, notes)
+    return Study(sources, metric, declaration, keys, results, runs, metrics, declared, notes, grouping, target_ci)
 
 
 def arm_result(arm: Arm, label: str, members: list[Run], counted: list[Run]) -> ArmResult:
@@ -180,27 +197,60 @@ def arm_result(arm: Arm, label: str, members: list[Run], counted: list[Run]) -> 
     return ArmResult(arm, label, members, counted, {k: spread(v) for k, v in values.items()}, headline, gain=gain)
 
 
-def compared(arms: list[ArmResult], metric: str, declaration: Metric) -> list[ArmResult]:
-    """Each arm against the best on the study metric (the best against itself: a difference of 0)."""
-    ranked = [a for a in arms if metric in a.spreads]
-    if declaration.better is None or not ranked:
+def comparison_keys(keys: list[str], within: list[str] | tuple[str, ...]) -> list[str]:
+    """What splits the comparisons: the training length where it varies (a 10-epoch arm is not ranked against a
+    20-epoch one), then the keys asked for (`--within model`)."""
+    return list(dict.fromkeys([*(k for k in BUDGETS if k in keys), *within]))
+
+
+def compared(
+    arms: list[ArmResult], metric: str, declaration: Metric, within: list[str], target_ci: float
+) -> list[ArmResult]:
+    """Each arm against the best arm of its group (its values of `within`) on the study metric; the best arm
+    shows no difference to itself. Within a group, the p-values of the arms against its best are Holm-adjusted
+    as one family (one for the unpaired tests, one for the paired)."""
+    if declaration.better is None:
         return arms
-    pick = max if declaration.better == "higher" else min
-    best = pick(ranked, key=lambda a: a.spreads[metric].mean)
-    out = []
+    groups: dict[str, list[ArmResult]] = {}
     for arm in arms:
-        if metric not in arm.spreads:
-            out.append(arm)
-            continue
-        mine, theirs = arm.seeds(metric), best.seeds(metric)
-        unpaired = welch(list(mine.values()), list(theirs.values()))
-        out.append(ArmResult(**{**arm.__dict__, "versus_best": unpaired, "paired_best": paired(mine, theirs)}))
-    return out
+        if metric in arm.spreads:
+            groups.setdefault(describe(arm.arm.values(), within) if within else "", []).append(arm)
+    pick = max if declaration.better == "higher" else min
+    scale = 100 if declaration.percent else 1
+    found: dict[int, ArmResult] = {}
+    for group, members in groups.items():
+        best = pick(members, key=lambda a: a.spreads[metric].mean)
+        theirs = best.seeds(metric)
+        for arm in members:
+            changes: dict[str, Any] = {"group": group, "best": best.label}
+            if arm is best:
+                itself = Difference(arm.n, 0.0, None, None)
+                changes |= {"versus_best": itself, "paired_best": itself}
+            else:
+                mine = arm.seeds(metric)
+                changes |= {"versus_best": welch(list(mine.values()), list(theirs.values()))}
+                changes |= {"paired_best": paired(mine, theirs)}
+                shared = [mine[s] - theirs[s] for s in mine if s in theirs]
+                if len(shared) > 1 and (std := spread(shared).std) is not None:
+                    changes["seeds_needed"] = seeds_for(std * scale, target_ci)
+            found[id(arm)] = ArmResult(**{**arm.__dict__, **changes})
+        for kind in ("versus_best", "paired_best"):
+            tested = [a for a in members if (d := getattr(found[id(a)], kind)) is not None and d.p is not None]
+            adjusted = holm([getattr(found[id(a)], kind).p for a in tested])
+            for a, p in zip(tested, adjusted):
+                result = found[id(a)]
+                found[id(a)] = ArmResult(**{**result.__dict__, kind: replace(getattr(result, kind), p_holm=p)})
+    return [found.get(id(arm), arm) for arm in arms]
 
 
-def study_of(directories: list[Path], metric: str = HEADLINE) -> Study:
+def study_of(
+    directories: list[Path],
+    metric: str = HEADLINE,
+    within: list[str] | tuple[str, ...] = (),
+    target_ci: float = TARGET_CI,
+) -> Study:
     """The study of the runs in these sweep and run directories."""
-    return build_study(collect_runs(directories), directories, metric)
+    return build_study(collect_runs(directories), directories, metric, within, target_ci)
 
 
 def known_metrics(study_runs: list[Run]) -> list[str]:

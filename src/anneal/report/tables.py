@@ -7,9 +7,9 @@ import csv
 import io
 from typing import Any
 
-from anneal.record import Metric
+from anneal.record import Metric, short_keys
 from anneal.report.statistics import Difference, Spread
-from anneal.report.study import HEADLINE, ArmResult, Study
+from anneal.report.study import HEADLINE, ArmResult, Study, value
 
 STD_NOTE = (
     "Mean ± sample std over seeds (ddof=1) (± half-width of the Student-t 95% interval of the mean). Δ to best: "
@@ -61,7 +61,31 @@ def format_difference(metric: Metric, d: Difference | None, paired: bool = False
     if d.ci95 is not None:
         text += f" ± {number(metric, d.ci95)}"
     details = ([f"n={d.n}"] if paired else []) + ([f"p={d.p:.2g}"] if d.p is not None else [])
+    details += [f"Holm p={d.p_holm:.2g}"] if d.p_holm is not None else []
     return text + (f" ({', '.join(details)})" if details else "")
+
+
+def comparison_note(study: Study) -> str:
+    """What the differences are against, how their p-values are adjusted, and what the seed column plans for."""
+    unit = "pp" if study.declaration.percent else study.declaration.name
+    text = ""
+    if study.within:
+        shown = short_keys(study.within).items()
+        names = ", ".join(f"{short} ({key})" if short != key else key for key, short in shown)
+        text += (
+            f"Each arm is compared with the best arm of its own {names} (column 'compared with'): arms trained for "
+            "different lengths, or named apart with --within, are not ranked against each other. "
+        )
+    text += (
+        "The best arm shows no difference to itself. p: each test's own p-value; Holm p: adjusted (Holm 1979) over "
+        "the arms compared with the same best arm, one family for the unpaired tests and one for the paired, since "
+        "that best arm was picked after seeing the results. Holm bounds the chance of any false 'differs' in the "
+        "family; the pick itself still flatters the best arm (its lead is biased up), so read small leads with care. "
+        f"Seeds for ± {study.target_ci:g} {unit}: how many seeds would give the paired 95% interval of the "
+        f"difference a half-width of {study.target_ci:g} {unit}, from the observed spread of the per-seed "
+        "differences (the least n with t(0.975, n − 1) · sd / √n within it)."
+    )
+    return text
 
 
 def summary_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
@@ -86,9 +110,24 @@ def summary_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
     return ["job", "status", "arm", "seed", "headline", "headline value", *shown, "reason"], rows
 
 
+def per_run_rows(study: Study) -> list[dict[str, Any]]:
+    """One row per counted run (the notebook's table): its arm and seed, the value of its headline and which
+    metric that is, its trained network's test accuracy, and every other metric its producers declared as a column."""
+    rows = []
+    for result in study.arms:
+        for run in result.counted:
+            row: dict[str, Any] = {"arm": result.label, "seed": run.seed, "headline": value(run, HEADLINE)}
+            row |= {"headline metric": run.headline, "test/acc (trained network)": run.metrics.get("test/acc")}
+            shown = {k: v for k, v in run.metrics.items() if k != "test/acc" and k in run.declared}
+            rows.append(row | {k: v for k, v in shown.items() if run.declared[k].in_tables})
+    return rows
+
+
 def comparison_columns(metric: str) -> list[str]:
     unpaired = [f"{metric}_diff_to_best", f"{metric}_diff_ci95", f"{metric}_diff_p"]
-    return unpaired + [f"{metric}_paired_{x}" for x in ("n", "diff", "ci95", "p")]
+    paired = [f"{metric}_paired_{x}" for x in ("n", "diff", "ci95", "p")]
+    adjusted = [f"{metric}_diff_p_holm", f"{metric}_paired_p_holm"]
+    return unpaired + paired + adjusted + ["compared_within", "best_arm", f"{metric}_seeds_needed", "target_ci"]
 
 
 def study_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
@@ -107,7 +146,7 @@ def study_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
         row |= {"running": result.count("running"), "lost": result.count("lost"), "headline_metric": result.headline}
         for metric, s in result.spreads.items():
             row |= {f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_ci95": s.ci95}
-        row |= comparison_values(study.metric, result)
+        row |= comparison_values(study.metric, result) | {"target_ci": study.target_ci}
         if result.gain is not None:
             row |= {"headline_gain_mean": result.gain.mean, "headline_gain_ci95": result.gain.ci95}
         rows.append(row)
@@ -119,7 +158,8 @@ def study_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
 def comparison_values(metric: str, result: ArmResult) -> dict[str, Any]:
     names = comparison_columns(metric)
     u, p = result.versus_best, result.paired_best
-    values = [u and u.diff, u and u.ci95, u and u.p, p and p.n, p and p.diff, p and p.ci95, p and p.p]
+    values: list[Any] = [u and u.diff, u and u.ci95, u and u.p, p and p.n, p and p.diff, p and p.ci95, p and p.p]
+    values += [u and u.p_holm, p and p.p_holm, result.group, result.best, result.seeds_needed]
     return dict(zip(names, values))
 
 
@@ -147,7 +187,9 @@ def study_markdown(study: Study) -> str:
     show = {s for s in ("failed", "running", "lost") if any(a.count(s) for a in study.arms)}
     gains = any(a.gain is not None for a in study.arms)
     columns = ["arm", "n", *sorted(show)]
-    columns += [compared, f"Δ to best{unit}", f"paired Δ to best{unit}"]
+    seeds = f"seeds for ± {study.target_ci:g}{' pp' if d.percent else ''}"
+    columns += [compared, *(["compared with"] if study.within else [])]
+    columns += [f"Δ to best{unit}", f"paired Δ to best{unit}", seeds]
     columns += ["headline − test acc (pp)"] if gains else []
     columns += list(headers.values())
     rows = []
@@ -155,12 +197,17 @@ def study_markdown(study: Study) -> str:
         row: dict[str, Any] = {"arm": result.label, "n": result.n, **{s: result.count(s) for s in show}}
         if study.metric in result.spreads:
             row[compared] = format_spread(d, result.spreads[study.metric])
-        best = result.versus_best is not None and result.versus_best.diff == 0 and result.paired_best is not None
+        best = result.best == result.label
+        if study.within and result.best is not None:
+            row["compared with"] = "—" if best else result.best
         row[f"Δ to best{unit}"] = "best" if best else format_difference(d, result.versus_best)
         row[f"paired Δ to best{unit}"] = "" if best else format_difference(d, result.paired_best, paired=True)
+        row[seeds] = result.seeds_needed
         if result.gain is not None:
             row["headline − test acc (pp)"] = format_spread(study.declared["test/acc"], result.gain)
         row |= {headers[m]: format_spread(study.declared[m], result.spreads[m]) for m in extra if m in result.spreads}
         rows.append(row)
     notes = "".join(f"\n- {note}" for note in study.notes)
-    return to_markdown(columns, rows) + "\n" + STD_NOTE + "\n" + (f"\nNotes:{notes}\n" if notes else "")
+    text = to_markdown(columns, rows) + "\n" + STD_NOTE + "\n"
+    text += f"\n{comparison_note(study)}\n" if study.declaration.better is not None else ""
+    return text + (f"\nNotes:{notes}\n" if notes else "")
