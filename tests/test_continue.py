@@ -166,11 +166,13 @@ def test_a_sweep_run_again_continues_where_it_stopped_and_gives_the_uninterrupte
         assert mine["test/acc"] == theirs["test/acc"] and mine["test/loss"] == theirs["test/loss"]
 
 
-def test_a_sweep_in_a_directory_of_another_sweep_is_refused_naming_the_settings(tmp_path, sweep_main):
+def test_a_sweep_in_a_directory_of_another_sweep_is_refused_naming_the_settings(tmp_path, sweep_main, capfd):
     sweep = tmp_path / "sweep"
     sweep_main("-m", *TINY, "trainer.max_epochs=1", "seed=5", f"hydra.sweep.dir={sweep}")
-    with pytest.raises(Exception, match=r"job 0 holds a run with other settings \(seed: 5 there, 6 now\)"):
+    with pytest.raises(SystemExit):  # a job that failed: Hydra ends the sweep with 1
         sweep_main("-m", *TINY, "trainer.max_epochs=1", "seed=6", f"hydra.sweep.dir={sweep}")
+    assert "job 0 holds a run with other settings (seed: 5 there, 6 now)" in capfd.readouterr().err
+    assert json.loads((sweep / "0" / "run.json").read_text())["seed"] == 5  # the run there is left as it was
 
 
 def test_sigterm_stops_the_whole_sweep_and_the_same_command_continues_it(tmp_path):
