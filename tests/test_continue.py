@@ -212,3 +212,26 @@ def test_a_joblib_sweep_run_again_skips_its_finished_jobs(tmp_path):
     output = again.stderr + again.stdout
     assert again.returncode == 0 and "Traceback" not in output, output[-3000:]
     assert "job 0 finished earlier" in output and "job 1 finished earlier" in output
+
+
+def test_a_refused_preview_names_the_setting_before_reading_data_and_leaves_no_run_directory(tmp_path):
+    done = run_cli(
+        "schedule=sgdr",
+        "schedule.T_mult=0.5",
+        "mode=preview",
+        f"data.root={tmp_path / 'no_data'}",
+        "data.download=false",
+        "logger=none",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "anneal: error: schedule.T_mult=0.5 is invalid: must be >= 1 (may be non-integer)"
+    )
+    assert list((tmp_path / "outputs" / "runs").iterdir()) == []  # Hydra's run directory, removed
+
+
+def test_a_refused_run_keeps_the_directory_the_user_named(tmp_path):
+    run = tmp_path / "mine"
+    done = run_cli("schedule=sgdr", "schedule.T_mult=0.5", "data=synthetic", "logger=none", f"hydra.run.dir={run}")
+    assert done.returncode == 2 and run.is_dir()
