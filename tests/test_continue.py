@@ -13,12 +13,15 @@ from pathlib import Path
 
 import hydra
 import pytest
+import torch
 from conftest import CONF, ROOT, read_rows, run_cli, train_process
+from omegaconf import DictConfig, OmegaConf
 
 from anneal.cli import checked_command_line
 from anneal.record import Arm, RunFiles, RunRecord
 from anneal.resume_line import completed, recorded_overrides
-from anneal.sweep_control import jobs_of
+from anneal.sweep_control import SweepControl, at_once, jobs_of
+from anneal.sweep_jobs import AT_ONCE, NEW, NOT_STARTED, STOPPED, THREADS, earlier_state, share_threads
 
 TINY = [
     "data=synthetic",
@@ -235,3 +238,49 @@ def test_a_refused_run_keeps_the_directory_the_user_named(tmp_path):
     run = tmp_path / "mine"
     done = run_cli("schedule=sgdr", "schedule.T_mult=0.5", "data=synthetic", "logger=none", f"hydra.run.dir={run}")
     assert done.returncode == 2 and run.is_dir()
+
+
+def launcher_config(sweep: Path, launcher: dict, overrides: list[str]) -> DictConfig:
+    return OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(sweep)}, "launcher": launcher, "overrides": {"task": overrides}}}
+    )
+
+
+def test_a_sweep_whose_jobs_run_elsewhere_learns_of_a_stop_from_its_mark(tmp_path, monkeypatch, capsys):
+    """joblib and submitit run jobs in processes of their own: a stopped job leaves the mark, the jobs after it
+    do not start, the sweep's process ends with the signal's code, and the next run of the sweep clears it."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "seed=0,1,2", "hydra/launcher=joblib"])
+    config = launcher_config(sweep, {"_target_": "hydra_plugins.hydra_joblib_launcher.JoblibLauncher", "n_jobs": 2}, [])
+    (sweep / STOPPED).write_text(str(int(signal.SIGINT)))
+    assert earlier_state(sweep / "2", sweep, Arm({}, {}), 0) == NOT_STARTED
+    with pytest.raises(SystemExit) as stop:
+        SweepControl().on_multirun_end(config)
+    assert stop.value.code == 130
+    said = capsys.readouterr().err
+    assert (
+        "stopped by Ctrl-C" in said and f"train.py -m seed=0,1,2 hydra/launcher=joblib hydra.sweep.dir={sweep}" in said
+    )
+    monkeypatch.delenv(AT_ONCE, raising=False)
+    SweepControl().on_multirun_start(launcher_config(sweep, config.hydra.launcher, ["seed=0,1,2"]))
+    assert not (sweep / STOPPED).exists() and os.environ[AT_ONCE] == "2"  # 3 jobs, 2 at a time
+    assert earlier_state(sweep / "2", sweep, Arm({}, {}), 0) == NEW
+
+
+def test_jobs_running_at_once_share_the_cores(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv(AT_ONCE, str(cores))
+    monkeypatch.delenv(THREADS, raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert share_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS, "2")
+        assert share_threads() == 2
+        monkeypatch.setenv(AT_ONCE, "1")
+        monkeypatch.delenv(THREADS)
+        assert share_threads() is None  # a job that has the machine to itself keeps torch's own choice
+    finally:
+        torch.set_num_threads(before)
+    at_once_of = {"_target_": "hydra_plugins.anneal_sweeps.LocalLauncher"}
+    assert at_once(OmegaConf.create({"hydra": {"launcher": at_once_of}}), 8) == 8  # submitit's local: all at once
