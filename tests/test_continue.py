@@ -283,4 +283,19 @@ def test_jobs_running_at_once_share_the_cores(monkeypatch):
     finally:
         torch.set_num_threads(before)
     at_once_of = {"_target_": "hydra_plugins.anneal_sweeps.LocalLauncher"}
-    assert at_once(OmegaConf.create({"hydra": {"launcher": at_once_of}}), 8) == 8  # submitit's local: all at once
+    assert at_once(OmegaConf.create({"hydra": {"launcher": at_once_of}}), 64) == cores  # submitit's local: in turns
+
+
+@pytest.mark.slow  # a fresh interpreter per job, twice: minutes on a shared machine
+def test_a_slurm_local_sweep_runs_in_turns_and_run_again_skips_its_finished_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ["-m", "hydra/launcher=slurm_local", *TINY, "trainer.max_epochs=1", "seed=0,1"]
+    first = run_cli(*command, f"hydra.sweep.dir={sweep}")
+    output = first.stderr + first.stdout
+    assert first.returncode == 0, output[-3000:]
+    assert "sweep: jobs 0-" in output and "sweep: jobs ended: 0 completed" in output
+    again = run_cli(*command, f"hydra.sweep.dir={sweep}")
+    output = again.stderr + again.stdout
+    assert again.returncode == 0 and "Traceback" not in output, output[-3000:]
+    logs = "".join(p.read_text() for p in sweep.glob("*/train.log"))
+    assert "job 0 finished earlier" in logs and "job 1 finished earlier" in logs

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from anneal.interrupts import EXIT_CODES, NAMES, Interrupted
 from anneal.storage import save_text
-from anneal.sweep_jobs import AT_ONCE, STOPPED
+from anneal.sweep_jobs import AT_ONCE, STOPPED, local_slots
 
 log = logging.getLogger("anneal")
 BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -71,8 +71,8 @@ def at_once(config: DictConfig, jobs: int) -> int:
     if "Joblib" in target:
         n = int(launcher.get("n_jobs") or 1)
         return min(jobs, n if n > 0 else max(1, (os.cpu_count() or 1) + 1 + n))
-    if target.endswith("LocalLauncher"):  # submitit's local executor: every job at once
-        return min(jobs, int(launcher.get("array_parallelism") or jobs))
+    if target.endswith("LocalLauncher"):  # submitit's local executor, in turns (anneal.launchers.OnThisMachine)
+        return local_slots(jobs)
     return 1
 
 

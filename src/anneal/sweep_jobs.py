@@ -90,6 +90,11 @@ def recorded_status(run_dir: Path) -> str:
     return "was killed" if status == "started" else status
 
 
+def local_slots(jobs: int) -> int:
+    """How many of a sweep's jobs run at once in processes of their own on this machine: one per core."""
+    return max(1, min(jobs, len(os.sched_getaffinity(0))))
+
+
 def share_threads() -> int | None:
     """Torch's threads for a job of a sweep whose jobs run at once: the cores this process may use, shared by
     the jobs running at once (ANNEAL_THREADS_PER_JOB overrides it); None where the job has the machine to itself."""
