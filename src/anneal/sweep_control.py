@@ -14,10 +14,11 @@ import logging
 import math
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -25,9 +26,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from anneal.interrupts import EXIT_CODES, NAMES, Interrupted
 from anneal.storage import save_text
 from anneal.sweep_jobs import AT_ONCE, STOPPED, local_slots
+
+if TYPE_CHECKING:  # (Hydra builds its callbacks before anneal imports torch: W&B's service starts first)
+    from anneal.interrupts import Interrupted
 
 log = logging.getLogger("anneal")
 BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -47,13 +50,17 @@ def stop_sweep(error: Interrupted, sweep_dir: Path) -> None:
     sweep with the code)."""
     if HydraConfig.get().launcher.get("_target_") == BASIC:
         print(f"anneal: error: {stopped_sweep(error.signum, sweep_dir)}", file=sys.stderr)
-        raise SystemExit(EXIT_CODES[error.signum])
+        raise SystemExit(128 + error.signum)
     save_text(str(error.signum), sweep_dir / STOPPED)
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def stopped_sweep(signum: int, sweep_dir: Path) -> str:
     return (
-        f"the sweep was stopped by {NAMES.get(signum, signum)}; no further job started. Continue it by running "
+        f"the sweep was stopped by {signal_name(signum)}; no further job started. Continue it by running "
         f"the same command again: {continue_command(sweep_dir)}"
     )
 
@@ -110,4 +117,4 @@ class SweepControl(Callback):
         if mark.is_file():
             signum = int(mark.read_text().strip() or 15)
             print(f"anneal: error: {stopped_sweep(signum, Path(config.hydra.sweep.dir))}", file=sys.stderr)
-            raise SystemExit(EXIT_CODES.get(signum, 1))
+            raise SystemExit(128 + signum)  # as shells report a signal's end
