@@ -36,8 +36,18 @@ def main(cfg: DictConfig) -> float | None:
         if not isinstance(error, DirectoryTaken):  # its log file is another run's: not a line of this one in it
             logging.getLogger("anneal").error("%s", message)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
+            if isinstance(error, Interrupted):  # a signal stops the whole sweep
+                from anneal.sweep_control import stop_sweep
+
+                stop_sweep(error, Path(HydraConfig.get().sweep.dir))
+                return None
             raise  # Hydra records this job as failed and the sweep's other jobs still run
         print(f"anneal: error: {message}", file=sys.stderr)
+        asked = any(o.lstrip("+").startswith("hydra.run.dir=") for o in HydraConfig.get().overrides.hydra)
+        if not (asked or isinstance(error, (Interrupted, DirectoryTaken))):
+            from anneal.run_dir import discard_refused
+
+            discard_refused(Path(cfg.output_dir))  # a refused run leaves no directory where none was asked for
         if isinstance(error, Interrupted):
             sys.exit(EXIT_CODES[error.signum])
         sys.exit(2 if isinstance(error, (ConfigError, DataError)) else 3)

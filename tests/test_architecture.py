@@ -35,6 +35,9 @@ LAYERS = {
     "cli": 6,
     "branch": 6,
     "launchers": 7,
+    "sweep_control": 7,
+    "sweep_jobs": 5,
+    "resume_line": 5,
     "shared_study": 7,
     "average": 7,
 }

@@ -176,6 +176,7 @@ def check_fault(mode: str, hook: str, action: str, run_dir: Path, references, at
         assert code != 0, output[-3000:]  # an exception, or a rank killed under another (Lightning ends them all)
     no_half_written_file(run_dir)
     again = [*settings(mode), f"hydra.run.dir={run_dir}", *(["ckpt_path=last"] if checkpoint else [])]
+    again += ["~callbacks.fault"] if checkpoint else []  # a resume keeps its run's recorded settings: not this one
     done = run_cli(*again, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not list(run_dir.rglob(".*.tmp"))

@@ -1,6 +1,7 @@
 """The command line, checked before Hydra composes it, for what Hydra would otherwise answer with a traceback or
 a struct error: any argument of lightning.Trainer may be set as `trainer.X=` (no `+` needed), a misspelt one
-is named with the closest real one, and a run or sweep directory that is a file is refused."""
+is named with the closest real one, a run or sweep directory that is a file is refused, and a resume of a run
+with a record gets the run's recorded settings (anneal.resume_line)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+
+from anneal.resume_line import completed
 
 OVERRIDE = re.compile(r"^trainer\.([A-Za-z_]\w*)=", re.S)
 DIRECTORY = re.compile(r"^\+*(hydra\.(?:run|sweep)\.dir)=(.+)$", re.S)
@@ -35,7 +38,11 @@ def refuse(message: str) -> None:
 
 
 def checked_command_line(argv: list[str], conf: Path) -> list[str]:
-    """argv with `trainer.X=` turned into `+trainer.X=` for a Trainer argument the config does not list."""
+    """argv with `trainer.X=` turned into `+trainer.X=` for a Trainer argument the config does not list, and a
+    resume's recorded settings put before the ones given."""
+    argv, recorded = completed(argv)
+    if recorded:
+        print(f"anneal: resuming with the run's recorded settings: {' '.join(recorded)}", file=sys.stderr)
     configured: set[str] | None = None
     out = []
     for arg in argv:

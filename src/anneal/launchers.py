@@ -12,12 +12,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig
 
 from anneal.errors import ConfigError, DataError, TrainingStopped
 from anneal.record import RunFiles
+from anneal.sweep_jobs import STOPPED, local_slots
 
 log = logging.getLogger("anneal")
 REPORTED = (ConfigError, DataError, TrainingStopped)  # train.py logs their message; others need their traceback
@@ -77,3 +79,25 @@ class RequeueingLauncher(BaseSubmititLauncher):
         requeued = copy.copy(self)
         requeued.task_function = dataclasses.replace(self.task_function, requeues=self.task_function.requeues + 1)
         return submitit.helpers.DelayedSubmission(requeued, *args, **kwargs)
+
+
+class OnThisMachine(RequeueingLauncher):
+    """submitit's local executor starts every job at once: a fresh interpreter each, all importing torch on the same
+    cores. This runs them in turns of as many as the machine has cores (each job's torch threads are its share,
+    anneal.sweep_jobs), and starts no further turn once a signal has stopped the sweep."""
+
+    def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        returns: list[JobReturn] = []
+        slots = local_slots(len(job_overrides))
+        for start in range(0, len(job_overrides), slots):
+            if (Path(str(self.config.hydra.sweep.dir)) / STOPPED).is_file():
+                log.info("sweep: jobs %d and after not started: the sweep was stopped", initial_job_idx + start)
+                break
+            turn = job_overrides[start : start + slots]
+            log.info("sweep: jobs %d-%d started", initial_job_idx + start, initial_job_idx + start + len(turn) - 1)
+            returns += super().launch(turn, initial_job_idx + start)
+            ended = ", ".join(
+                f"{initial_job_idx + start + i} {r.status.name.lower()}" for i, r in enumerate(returns[start:])
+            )
+            log.info("sweep: jobs ended: %s", ended)
+        return returns

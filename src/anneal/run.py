@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from anneal import config
+from anneal import config, sweep_jobs
 from anneal.callbacks import JobStart
 from anneal.console import quiet_library_noise
 from anneal.data import ImageData
@@ -28,7 +28,7 @@ from anneal.interrupts import Interrupted, StopSignals
 from anneal.lr_find import RecordingClassifier, lr_find
 from anneal.module import Classifier
 from anneal.preview import render
-from anneal.record import RunFiles, RunRecord, assembly
+from anneal.record import RunFiles, RunRecord, assembly, read_json
 from anneal.results import declarations, evaluation_of, gather, optimized, record_results
 from anneal.run_dir import claimed, unclaimed
 from anneal.schedules import LrPlan
@@ -40,11 +40,31 @@ log = logging.getLogger("anneal")
 def run(cfg: DictConfig) -> float | None:
     """One run; a signal stops it in any phase with `Interrupted` (after a checkpoint, during training)."""
     JobStart.begin()
+    if (job := sweep_jobs.sweep_job()) is not None:
+        sweep_jobs.share_threads()
+        state = continued(cfg, *job)
+        if state == sweep_jobs.NOT_STARTED:
+            return None
+        if state == sweep_jobs.FINISHED:
+            results = RunFiles(Path(cfg.output_dir)).results
+            return optimized(read_json(results), cfg.optimized_metric) if results.is_file() else None
     stops = StopSignals()
     if threading.current_thread() is not threading.main_thread():  # (a launcher's worker thread: its handlers)
         return run_in(cfg, stops)
     with stops.installed():
         return run_in(cfg, stops)
+
+
+def continued(cfg: DictConfig, sweep_dir: Path, job: int) -> str:
+    """A job of a sweep run again goes on from what the earlier run left in its directory (anneal.sweep_jobs)."""
+    run_dir = Path(cfg.output_dir)
+    if cfg.ckpt_path is not None:  # a sweep that resumes on purpose
+        return sweep_jobs.NEW
+    state = sweep_jobs.earlier_state(run_dir, sweep_dir, config.arm_of_config(cfg), cfg.seed)
+    sweep_jobs.announce(state, run_dir, job, sweep_jobs.recorded_status(run_dir))
+    if state == sweep_jobs.RESUME and cfg.mode == "train":
+        cfg.ckpt_path = "last"
+    return state
 
 
 def run_in(cfg: DictConfig, stops: StopSignals) -> float | None:

@@ -144,3 +144,25 @@ def claimed(directory: Path, resuming: bool) -> Iterator[RunFiles]:
 def unclaimed(directory: Path, resuming: bool) -> Iterator[RunFiles]:
     """A process that shares a run directory its rank 0 holds (DDP)."""
     yield RunFiles(directory)
+
+
+LEFT_BY_A_REFUSAL = {"train.log", "run.json", ".anneal.lock"}  # Hydra's log of the job, the record of the refusal
+
+
+def discard_refused(directory: Path) -> bool:
+    """Remove the directory of a new run refused before it started (a setting, the data) when it holds nothing
+    else than what the refusal wrote: mistakes leave no directories behind. True if it was removed."""
+    files = RunFiles(directory)
+    try:
+        names = {p.name for p in directory.iterdir()}
+        record = RunRecord.load(files) if files.record.is_file() else None
+    except (OSError, UnreadableRun):
+        return False
+    started = record is not None and (record.status != "failed" or len(record.attempts) > 1)
+    if started or not names <= LEFT_BY_A_REFUSAL:
+        return False
+    for name in names:
+        (directory / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # (something appeared in it meanwhile: then it stays)
+        directory.rmdir()
+    return not directory.exists()

@@ -158,16 +158,37 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
         return instantiate(cfg.trainer, callbacks=callbacks, logger=False, **extra)
 
 
+def check_before_data(recipe: LrRecipe, peak: float, max_epochs: int | None, max_steps: int) -> None:
+    """The lr recipe's settings, checked before the data is read (its batch count sets the real clock): on a
+    clock of 1 and of 10,000 steps per epoch; an error both give with the same message does not depend on the
+    clock, and is the one the real clock would give (`schedule.T_mult=0.5` is named, not a missing data set)."""
+    errors = []
+    for steps_per_epoch in (1, 10_000):
+        try:
+            with keys():
+                recipe.build(peak, Clock.of_length(steps_per_epoch, max_epochs=max_epochs, max_steps=max_steps))
+        except ConfigError as error:
+            errors.append(error)
+    if len(errors) == 2 and str(errors[0]) == str(errors[1]):
+        raise errors[0]
+
+
 def build_plan(
     cfg: DictConfig, trainer: L.Trainer, datamodule: ImageData, callbacks: dict[str, L.Callback], peak: float
 ) -> LrPlan:
     """The run's lr plan, on the clock Lightning will count: the data module's batches on this rank, with the
     trainer's batch limit, gradient accumulation and length."""
-    setup_data(datamodule)
     max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
     # a smoke test takes a step or so of the configured run, on that run's plan
     if trainer.fast_dev_run:  # type: ignore[attr-defined]  # a Trainer argument, set in its __init__
         max_epochs, max_steps = cfg.trainer.max_epochs, cfg.trainer.get("max_steps", -1)
+    with keys("schedule"):
+        schedule = instantiate(cfg.schedule)
+    with keys("warmup"):
+        warmup = instantiate(cfg.warmup)
+    recipe = LrRecipe(schedule=schedule, warmup=warmup)  # the callbacks compose their lr switches (hand_over)
+    check_before_data(recipe, peak, max_epochs, max_steps)
+    setup_data(datamodule)
     with keys("trainer"):
         clock = Clock.for_training(
             datamodule.batches_per_epoch(trainer.world_size),
@@ -176,11 +197,6 @@ def build_plan(
             max_epochs=max_epochs,
             max_steps=max_steps,
         )
-    with keys("schedule"):
-        schedule = instantiate(cfg.schedule)
-    with keys("warmup"):
-        warmup = instantiate(cfg.warmup)
-    recipe = LrRecipe(schedule=schedule, warmup=warmup)
     with keys():
         plan = recipe.build(peak, clock)
     if plan.monitor is not None:

@@ -3,12 +3,12 @@ Hydra imports every module here at start-up: without the sweeps extra this one d
 preset that needs a missing plugin says which."""
 
 try:
-    from anneal.launchers import RequeueingLauncher
+    from anneal.launchers import OnThisMachine, RequeueingLauncher
 except ImportError:  # no hydra-submitit-launcher
     pass
 else:
 
-    class LocalLauncher(RequeueingLauncher):
+    class LocalLauncher(OnThisMachine):
         _EXECUTOR = "local"
 
     class SlurmLauncher(RequeueingLauncher):
