@@ -44,7 +44,8 @@ def gather(
 ) -> dict[str, Any]:
     """results.json of a finished run: what it ran (info), the final scores, then every callback's results."""
     trainer = module.trainer
-    values: dict[str, Any] = {"data": datamodule.name, "num_classes": datamodule.num_classes, **info}
+    values: dict[str, Any] = {"data": datamodule.describe(), "num_classes": datamodule.num_classes, **info}
+    values["dataset"] = datamodule.identity  # name, sizes and content fingerprint: the arm holds it too
     values |= module.results() | scores
     for callback in callbacks:
         if isinstance(callback, RunCallback):

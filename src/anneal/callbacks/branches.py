@@ -7,6 +7,7 @@ again."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,14 @@ class BranchPoints(MidEpoch, RunCallback):
     begins, for each of `budgets` (epochs, shorter than this run). A branch point at an epoch's last step is saved
     once that epoch has ended (its validation included), as last.ckpt is."""
 
-    def __init__(self, budgets: list[int] | tuple[int, ...] = ()):
+    def __init__(self, budgets: Sequence[int] = ()):
         require(
-            len(budgets) > 0 and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in budgets),
+            isinstance(budgets, Sequence)
+            and not isinstance(budgets, str)
+            and len(budgets) > 0
+            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in budgets),
             "budgets",
-            list(budgets),
+            list(budgets) if isinstance(budgets, Sequence) and not isinstance(budgets, str) else budgets,
             "a list of training lengths in epochs (integers >= 1), shorter than this run",
         )
         self.budgets = sorted(set(budgets))
