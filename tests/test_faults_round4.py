@@ -16,12 +16,15 @@ import torch
 from conftest import FAST, ROOT, compose_config, read_rows, run_cli, write_cifar_layout
 from fabricate import arm, make_run
 
+from anneal.branch import main as branch
+from anneal.callbacks import BranchPoints
 from anneal.config.identity import arm_of_config
 from anneal.data import CIFAR10
-from anneal.record import ARM, BOOKKEEPING, CLASSES, classify
+from anneal.errors import ConfigError, within
+from anneal.record import ARM, BOOKKEEPING, CLASSES, classify, describe
 from anneal.report.__main__ import main as report
 from anneal.run import run
-from anneal.schedules import Clock, LrRecipe, ScheduleLR, WarmupStableDecay
+from anneal.schedules import Clock, LinearWarmup, LrRecipe, ScheduleLR, WarmupStableDecay
 
 WSD_8_STEPS = [
     "data=synthetic",
@@ -248,3 +251,70 @@ def test_a_study_of_lost_runs_only_says_none_finished(tmp_path):
     assert report([str(tmp_path / "sweep"), "--out", str(out)]) == 0
     text = (out / "study.md").read_text()
     assert "headline: headline" not in text and "headline: no run finished" in text
+
+
+# --- rough edges ----------------------------------------------------------------------------------------------------
+
+SMALL_SYNTHETIC = ["data=synthetic", "data.train_size=64", "data.test_size=32", "data.batch_size=32", "model=lenet"]
+
+
+def test_lightnings_lr_monitor_only_reads_the_lr_and_is_accepted_with_a_logger(tmp_path):
+    monitor = "+callbacks.lr_monitor._target_=lightning.pytorch.callbacks.LearningRateMonitor"
+    run(compose_config(*SMALL_SYNTHETIC, "trainer.max_epochs=1", monitor, *FAST, output_dir=tmp_path / "csv"))
+    assert json.loads((tmp_path / "csv" / "results.json").read_text())["steps"] == 2
+    quiet = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=none"]
+    with pytest.raises(ConfigError, match="LearningRateMonitor sends the lr to a logger"):
+        run(compose_config(*SMALL_SYNTHETIC, monitor, *quiet, output_dir=tmp_path / "none"))
+
+
+def branched_run(directory: Path) -> Path:
+    """A finished run with a branch point for a 3-epoch run whose branch has finished."""
+    make_run(directory, arm(), 0, {"test/acc": 0.5})
+    (directory / "branches" / "budget_3").mkdir(parents=True)
+    (directory / "branches" / "budget_3.ckpt").write_bytes(b"")
+    (directory / "branches" / "budget_3" / "results.json").write_text("{}")
+    return directory
+
+
+def test_the_branch_command_says_what_it_cannot_do_in_one_line(tmp_path, capsys):
+    branched = branched_run(tmp_path / "branched")
+    assert branch([str(branched), "--budgets", "3,3"]) == 0
+    assert capsys.readouterr().out.count("finished already") == 1  # a budget given twice, once
+    assert branch([str(branched), "--", "trainer.max_epochs=5"]) == 2
+    error = capsys.readouterr().err
+    assert "trainer.max_epochs=5 is invalid after --" in error and "--budgets" in error
+    plain = make_run(tmp_path / "plain", arm(), 0, {"test/acc": 0.5})
+    assert branch([str(plain)]) == 2
+    assert "no branch points saved (train with branch=cooldowns branch.budgets=[...])" in capsys.readouterr().err
+
+
+def test_branch_budgets_that_cannot_be_are_named_as_budgets(tmp_path):
+    with pytest.raises(ConfigError, match=r"^budgets=3 is invalid: a list of training lengths"):
+        BranchPoints(budgets=3)  # type: ignore[arg-type]
+    wsd = ["schedule=wsd", "warmup=linear", "warmup.epochs=1", "trainer.max_epochs=4", "branch=cooldowns"]
+    with pytest.raises(ConfigError) as error:
+        run(compose_config(*SMALL_SYNTHETIC, *wsd, "branch.budgets=[1]", *FAST, output_dir=tmp_path))
+    assert str(error.value).startswith("branch.budgets=1 is invalid: a run of 1 epochs with this run's settings")
+
+
+def test_a_cooldown_and_a_warmup_in_steps_are_refused_with_what_to_write():
+    for cooldown in (-2, 0, "0%"):
+        with pytest.raises(ConfigError, match=r"must be > 0"), within("schedule"):
+            WarmupStableDecay(peak=0.1, total=10, cooldown=cooldown)
+    with pytest.raises(ConfigError) as error, within("warmup"):
+        LinearWarmup(epochs=5, steps=5)
+    assert "a warmup in steps is 'warmup.steps=5 warmup.epochs=null'" in str(error.value)
+    assert LinearWarmup(epochs=None, steps=5).duration(Clock(10, 100)) == 0.5
+
+
+def test_labels_name_the_group_where_an_option_name_could_mislead():
+    assert describe({"schedule": "wsd", "warmup": "linear"}, ["schedule", "warmup"]) == "wsd warmup=linear"
+    both = {"schedule": "snapshot", "ensemble": "snapshot", "model": "lenet"}
+    assert describe(both, list(both)) == "schedule=snapshot ensemble=snapshot lenet"
+
+
+def test_a_bad_setting_is_printed_once(tmp_path):
+    done = run_cli(*SMALL_SYNTHETIC, "schedule=wsd", "schedule.cooldown=-2", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    assert done.stderr.count("schedule.cooldown=-2 is invalid") == 1, done.stderr[-2000:]
+    assert "schedule.cooldown=-2 is invalid" in (tmp_path / "train.log").read_text()  # and kept in the run's log

@@ -25,7 +25,14 @@ log = logging.getLogger(__name__)
 def branch_step(plan: LrPlan, budget: int) -> int:
     """The optimizer step at which the cooldown of a run of `budget` epochs on this plan's recipe begins, checked:
     up to it, that run's lr is this run's."""
-    shorter = plan.for_clock(Clock.of_length(plan.clock.steps_per_epoch, max_epochs=budget))
+    try:
+        shorter = plan.for_clock(Clock.of_length(plan.clock.steps_per_epoch, max_epochs=budget))
+    except ConfigError as error:  # a setting of the run, e.g. its warmup, that a run of this budget cannot have
+        raise ConfigError(
+            "budgets",
+            budget,
+            text=f"{{key}}={budget} is invalid: a run of {budget} epochs with this run's settings cannot be: {error}",
+        ) from None
     start = shorter.cooldown_start()
     if start is None:
         raise ConfigError(

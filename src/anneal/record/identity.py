@@ -207,15 +207,22 @@ def short_keys(keys: Iterable[str]) -> dict[str, str]:
     return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
 
 
+# groups whose option a label names with the group: a warmup's shape (`linear`, `exponential`) reads as a schedule
+NAMED_GROUPS = ("warmup",)
+
+
 def describe(values: Mapping[str, Any], keys: Iterable[str]) -> str:
-    """`sgdr T_0=2 T_mult=2`: group options by name (`group=none` for an empty one), then settings."""
+    """`sgdr T_0=2 T_mult=2`: group options by name, with the group where the name alone could mislead (`group=none`,
+    `warmup=linear`, an option name two groups share: `schedule=snapshot ensemble=snapshot`), then settings."""
     keys = [k for k in keys if k in values]
     names = short_keys(k for k in keys if k not in GROUP_CLASSES)
+    chosen = [values[k] for k in keys if k in GROUP_CLASSES]
     parts = []
     for key in keys:
         value = values[key]
         if key in GROUP_CLASSES:
-            parts.append(f"{key}={value}" if value in ("none", None) else str(value))
+            named = value in ("none", None) or key in NAMED_GROUPS or chosen.count(value) > 1
+            parts.append(f"{key}={value}" if named else str(value))
         else:
             parts.append(f"{names[key]}={format_value(value)}")
     return " ".join(parts)
