@@ -18,6 +18,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from anneal.console import log_to_files
     from anneal.errors import ConfigError, DataError, DirectoryTaken, TrainingStopped  # here: --help comes back fast
     from anneal.wandb_start import start_wandb_early
 
@@ -33,9 +34,13 @@ def main(cfg: DictConfig) -> float | None:
         message = str(error)
         if isinstance(error, Interrupted):
             message = stopped(NAMES[error.signum], error.phase, cfg.output_dir)
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         if not isinstance(error, DirectoryTaken):  # its log file is another run's: not a line of this one in it
-            logging.getLogger("anneal").error("%s", message)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            if multirun:
+                logging.getLogger("anneal").error("%s", message)
+            else:
+                log_to_files(message)  # the console gets it once, below
+        if multirun:
             if isinstance(error, Interrupted):  # a signal stops the whole sweep
                 from anneal.sweep_control import stop_sweep
 

@@ -86,7 +86,7 @@ def test_snapshots_swa_and_the_study_work_with_100_classes(tiny_cifar100, tmp_pa
     )
     run(cfg)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["data"] == "CIFAR-100" and results["num_classes"] == 100
+    assert results["data"] == "CIFAR-100: 400 train / 100 test images" and results["num_classes"] == 100
     assert results["params"] == 62_006 + 90 * 84 + 90  # LeNet-5's classifier, for 100 classes
     assert len(results["snapshots"]) == 2 and results["swa/n_averaged"] == 2
     assert 0 <= results["ensemble/test/acc"] <= 1 and 0 <= results["swa/test/acc"] <= 1

@@ -43,6 +43,7 @@ def extended(tmp_path, monkeypatch):
         "src/anneal/callbacks/weight_norm.py",
         "src/anneal/data/arrays.py",
         "conf/data/arrays.yaml",
+        "src/anneal/callbacks/smoothed_loss.py",
     ]
     namespace = vars(anneal.schedules.decays).copy()  # the schedule goes at the end of decays.py
     for kind, path, text in blocks:
@@ -54,6 +55,7 @@ def extended(tmp_path, monkeypatch):
     monkeypatch.setattr(anneal.schedules, "PolynomialDecay", namespace["PolynomialDecay"], raising=False)
     monkeypatch.setattr(anneal.models, "TinyNet", namespace["TinyNet"], raising=False)
     monkeypatch.setattr(anneal.callbacks, "WeightNormAtCycleEnds", namespace["WeightNormAtCycleEnds"], raising=False)
+    monkeypatch.setattr(anneal.callbacks, "SmoothedTestLoss", namespace["SmoothedTestLoss"], raising=False)
     return conf
 
 
@@ -159,7 +161,18 @@ def test_the_new_dataset_trains_from_saved_arrays(extended, tmp_path):
     cfg = compose_in(extended, *SMALL[3:], "data=arrays", f"data.root={root}", output_dir=tmp_path / "r")
     run(cfg)
     results = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert results["data"] == "numpy images" and results["steps"] == 3 * 7
+    assert results["data"] == "numpy images: 200 train / 100 test images" and results["steps"] == 3 * 7
     with pytest.raises(DataError, match="test_labels.npy is missing"):
         (root / "test_labels.npy").unlink()
         run(compose_in(extended, *SMALL[3:], "data=arrays", f"data.root={root}", output_dir=tmp_path / "r2"))
+
+
+def test_the_new_metric_is_declared_and_reported_by_every_run_of_the_default_group(extended, tmp_path):
+    default = extended / "callbacks" / "default.yaml"
+    added = re.search(
+        r"# added to conf/callbacks/default.yaml.*?\n(.*?)```", (ROOT / "docs" / "extending.md").read_text(), re.S
+    )
+    default.write_text(default.read_text() + added.group(1))
+    run(compose_in(extended, *SMALL, "optimized_metric=test/smoothed_loss", output_dir=tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["metrics"]["test/smoothed_loss"]["better"] == "lower" and results["test/smoothed_loss"] > 0

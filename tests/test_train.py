@@ -15,7 +15,7 @@ def test_lenet_two_epochs_on_the_real_subset(subset_root, tmp_path):
     cfg = compose_config(f"data.root={subset_root}", "trainer.max_epochs=2", *FAST, output_dir=tmp_path)
     accuracy = run(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) >= RESULT_KEYS and results["data"] == "CIFAR-10"
+    assert set(results) >= RESULT_KEYS and results["data"] == "CIFAR-10: 5,170 train / 1,017 test images"
     assert accuracy == results["test/acc"] > 0.2  # chance is 0.1
     assert results["epochs"] == 2 and results["steps"] == 2 * 41
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

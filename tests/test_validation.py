@@ -87,7 +87,6 @@ INVALID = [
         ["+callbacks.x._target_=lightning.pytorch.callbacks.StochasticWeightAveraging", "+callbacks.x.swa_lrs=0.01"],
         "callbacks.x is invalid: Lightning's StochasticWeightAveraging",
     ),
-    (["+callbacks.x._target_=lightning.pytorch.callbacks.LearningRateMonitor"], "callbacks.x is invalid"),
     (["schedule=wsd", "schedule.cooldown=31"], "schedule.cooldown"),  # longer than the run
     (["schedule=wsd", "warmup=linear", "warmup.epochs=5", "schedule.cooldown=26"], "schedule.cooldown"),
     (["schedule=wsd", "schedule.shape=exp"], "schedule.shape"),

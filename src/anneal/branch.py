@@ -71,10 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     wanted = None
     if args.budgets:
         try:
-            wanted = [int(b) for b in args.budgets.split(",")]
+            wanted = sorted({int(b) for b in args.budgets.split(",")})  # a budget given twice is trained once
         except ValueError:
             return refuse(f"--budgets {args.budgets} is invalid: whole epochs separated by commas, e.g. 10,20")
+    for override in extra:
+        key = override.lstrip("+~").split("=")[0]
+        if key.split("/")[0] in REPLACED or key.startswith("branch."):
+            return refuse(
+                f"{override} is invalid after --: a branch's length, checkpoint and directory are its budget's "
+                f"(choose the budgets with --budgets)"
+            )
     plans = []
+    without = []
     for given in args.dirs:
         runs = runs_of(given) if given.is_dir() else []
         if not runs:
@@ -86,11 +94,18 @@ def main(argv: list[str] | None = None) -> int:
             except UnreadableRun as error:
                 return refuse(str(error))
             points = saved_points(files)
+            if not points and wanted is None:
+                without.append(run_dir)
             for budget in wanted or list(points):
                 if budget not in points:
                     saved = ", ".join(map(str, points)) or "none"
                     return refuse(f"{run_dir} has no branch point for a {budget}-epoch run (saved: {saved})")
                 plans.append((record, budget, points[budget], RunFiles(files.branch(budget))))
+    if not plans:
+        listed = ", ".join(map(str, without))
+        return refuse(f"{listed}: no branch points saved (train with branch=cooldowns branch.budgets=[...])")
+    for run_dir in without:
+        print(f"{run_dir}: no branch points saved, nothing to branch")
     failed = 0
     for record, budget, point, target in plans:
         if target.results.is_file():

@@ -32,3 +32,13 @@ def quiet_library_noise() -> None:
     # a branched cooldown resumes without the callback that saved its branch point; every callback that changes
     # what a run computes is held to the checkpoint's by the resume check instead
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create")
+
+
+def log_to_files(message: str, name: str = "anneal", level: int = logging.ERROR) -> None:
+    """A line for the run's log files only (the root logger's file handlers): for a message the console is given
+    once by other means, so that a terminal does not show it twice."""
+    logger = logging.getLogger(name)
+    record = logger.makeRecord(name, level, "(anneal)", 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and level >= handler.level:
+            handler.handle(record)

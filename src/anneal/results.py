@@ -45,8 +45,9 @@ def gather(
     """The values of results.json of a finished run by producer: what it ran (info), the final scores, then every
     callback's results (`assembly.merged` makes them one mapping)."""
     trainer = module.trainer
-    parts = [("the run", {"data": datamodule.name, "num_classes": datamodule.num_classes, **info})]
-    parts.append((type(module).__name__, module.results() | scores))
+    run = {"data": datamodule.describe(), "num_classes": datamodule.num_classes, **info}
+    run["dataset"] = datamodule.identity  # name, sizes and content fingerprint: the arm holds it too
+    parts = [("the run", run), (type(module).__name__, module.results() | scores)]
     for callback in callbacks:
         if isinstance(callback, RunCallback):
             parts.append((type(callback).__name__, callback.results(trainer, module, datamodule)))

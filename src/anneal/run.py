@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -130,6 +131,8 @@ def run_checked(cfg: DictConfig, files: RunFiles, keeper: RecordKeeper, stops: S
     plan = config.build_plan(cfg, trainer, datamodule, callbacks, peak)
     record.network = config.part(cfg.model, spec.network, drop=("compile",), num_classes=datamodule.num_classes)
     record.data = config.part(cfg.data, datamodule)
+    record.arm = replace(record.arm, data=datamodule.identity)  # loaded by now: what the run computes on
+    keeper.save()
     module_type = RecordingClassifier if cfg.mode == "lr_find" else Classifier
     module = module_type(
         spec.network,

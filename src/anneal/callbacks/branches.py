@@ -7,6 +7,7 @@ again."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ log = logging.getLogger(__name__)
 def branch_step(plan: LrPlan, budget: int) -> int:
     """The optimizer step at which the cooldown of a run of `budget` epochs on this plan's recipe begins, checked:
     up to it, that run's lr is this run's."""
-    shorter = plan.for_clock(Clock.of_length(plan.clock.steps_per_epoch, max_epochs=budget))
+    try:
+        shorter = plan.for_clock(Clock.of_length(plan.clock.steps_per_epoch, max_epochs=budget))
+    except ConfigError as error:  # a setting of the run, e.g. its warmup, that a run of this budget cannot have
+        raise ConfigError(
+            "budgets",
+            budget,
+            text=f"{{key}}={budget} is invalid: a run of {budget} epochs with this run's settings cannot be: {error}",
+        ) from None
     start = shorter.cooldown_start()
     if start is None:
         raise ConfigError(
@@ -53,11 +61,14 @@ class BranchPoints(MidEpoch, RunCallback):
     the module's lr scheduler must be anneal's (`ScheduleLR`), else the callback refuses when fitting starts.
     output_dir: where `branches/` goes (None: the trainer's default_root_dir)."""
 
-    def __init__(self, budgets: list[int] | tuple[int, ...] = (), output_dir: str | Path | None = None):
+    def __init__(self, budgets: Sequence[int] = (), output_dir: str | Path | None = None):
         require(
-            len(budgets) > 0 and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in budgets),
+            isinstance(budgets, Sequence)
+            and not isinstance(budgets, str)
+            and len(budgets) > 0
+            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in budgets),
             "budgets",
-            list(budgets),
+            list(budgets) if isinstance(budgets, Sequence) and not isinstance(budgets, str) else budgets,
             "a list of training lengths in epochs (integers >= 1), shorter than this run",
         )
         self.budgets = sorted(set(budgets))

@@ -100,11 +100,11 @@ def build_optimizer(cfg: DictConfig, network: nn.Module) -> tuple[Any, float]:
 
 
 # Lightning's callbacks that change the lr or replace anneal's schedule (the run's lr would no longer be its plan,
-# while results.json names the plan), and the anneal setting that does the same within the plan
+# while results.json names the plan), and the anneal setting that does the same within the plan. (LearningRateMonitor
+# only reads the lr: it is welcome, though callbacks.step_curves logs the lr of every step already.)
 PLAN_BREAKERS = {
     callbacks.StochasticWeightAveraging: "averaging=swa (SWA with the lr switch in the plan: averaging.swa_lr)",
     callbacks.WeightAveraging: "averaging=swa or averaging=ema",
-    callbacks.LearningRateMonitor: "nothing: the lr of every step is already logged (lr-SGD, lr_schedule.csv)",
     callbacks.LearningRateFinder: "mode=lr_find",
     callbacks.BatchSizeFinder: "data.batch_size (the plan is built from the batch count)",
     callbacks.GradientAccumulationScheduler: "trainer.accumulate_grad_batches (the plan counts optimizer steps)",
@@ -134,6 +134,12 @@ def build_callbacks(cfg: DictConfig) -> dict[str, L.Callback]:
             callback = instantiate_optional(node)
         if callback is not None:
             refuse_plan_breakers(f"callbacks.{name}", callback)
+            require(
+                not isinstance(callback, callbacks.LearningRateMonitor) or bool(cfg.logger),
+                f"callbacks.{name}",
+                "LearningRateMonitor",
+                "Lightning's LearningRateMonitor sends the lr to a logger: choose one (logger=csv, logger=wandb)",
+            )
             built[f"callbacks.{name}"] = callback
     for group in ("ensemble", "averaging", "branch"):
         with keys(group):

@@ -14,6 +14,7 @@ from anneal.data.download import CIFAR10 as CIFAR10_ARCHIVE
 from anneal.data.download import CIFAR100 as CIFAR100_ARCHIVE
 from anneal.data.download import locate
 from anneal.data.files import CIFAR100_LABELS, read_cifar10, read_cifar100
+from anneal.data.identity import data_identity
 from anneal.data.synthetic import synthetic_images
 from anneal.errors import require
 
@@ -49,6 +50,7 @@ class ImageData(L.LightningDataModule):
         self.batch_size, self.val_size, self.augment, self.seed = batch_size, val_size, augment, seed
         self.eval_batch_size, self.device, self.test_every_epoch = eval_batch_size, device, test_every_epoch
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.identity: dict[str, object] = {}  # what was loaded (`data_identity`), once set up
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         raise NotImplementedError
@@ -56,7 +58,9 @@ class ImageData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        train_x, train_y, test_x, test_y = self.load()
+        loaded = self.load()
+        train_x, train_y, test_x, test_y = loaded
+        self.identity = data_identity(self.name, self.num_classes, loaded)
         require(
             self.val_size < len(train_x),
             "val_size",
@@ -77,6 +81,13 @@ class ImageData(L.LightningDataModule):
             self.val_size,
             len(test_x),
         )
+
+    def describe(self) -> str:
+        """What the run trained and was tested on, in words: `CIFAR-10: 5,170 train / 1,017 test images`."""
+        self.setup()
+        sizes = {split: len(labels) for split, (_, labels) in self.splits.items()}
+        held = f" + {sizes['val']:,} val" if "val" in sizes else ""
+        return f"{self.name}: {sizes['train']:,} train{held} / {sizes['test']:,} test images"
 
     def _target_device(self) -> torch.device:
         if self.device == "cpu" or self.trainer is None:

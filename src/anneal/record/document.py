@@ -78,6 +78,8 @@ class RunRecord:
         arm = document.get("arm")
         if not isinstance(arm, Mapping) or not all(isinstance(arm.get(k), Mapping) for k in ("options", "settings")):
             raise ValueError("'arm' is not an {options, settings} object")
+        if not isinstance(arm.get("data") or {}, Mapping):
+            raise ValueError("'arm.data' is not an object")
         overrides = document.get("overrides", [])
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise ValueError("'overrides' is not a list of strings")
@@ -92,7 +94,7 @@ class RunRecord:
         parts = {k: Part.from_json(document[k], k) if document.get(k) is not None else None for k in PARTS}
         error, label = document.get("error"), document.get("label", "")
         return cls(
-            Arm(dict(arm["options"]), dict(arm["settings"])),
+            Arm(dict(arm["options"]), dict(arm["settings"]), dict(arm.get("data") or {})),
             document.get("seed"),
             list(overrides),
             status,

@@ -72,7 +72,7 @@ def dots(study: Study, path: Path) -> Path | None:
         ax.plot(values, [row] * len(values), "o", color="C0", alpha=0.45, markersize=4)
         whisker = (s.ci95 or 0) * scale
         ax.errorbar(s.mean * scale, row, xerr=whisker, fmt="o", color="C0", markersize=8, capsize=4)
-    ax.set_yticks(range(len(arms)), [f"{a.label} (n={a.n})" for a in arms])
+    ax.set_yticks(range(len(arms)), [f"{a.label} (n={a.spreads[study.metric].n})" for a in arms])
     ax.invert_yaxis()
     ax.set(xlabel=d.name)
     ax.set_title("each run (small) and the mean with its 95% interval", fontsize="medium")

@@ -7,6 +7,7 @@ lacks is said, not guessed."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,13 +105,33 @@ def read_results(files: RunFiles) -> tuple[dict[str, Any], dict[str, float], dic
         declared, own = declared_metrics(results)
     except ValueError as error:
         raise UnreadableRun(f"{files.results}: {error}") from None
-    numbers = {
-        k: float(v)
-        for k, v in results.items()
-        if k in declared and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    numbers = {}
+    for key, metric in declared.items():
+        if (problem := out_of_range(metric, results.get(key, MISSING))) is not None:
+            raise UnreadableRun(f"{files.results}: {key} {problem}")
+        numbers[key] = float(results[key])
     lacks = "" if own else "metric declarations (read as anneal declared these keys before they were recorded)"
     return results, numbers, declared, headline_key(results, declared), lacks
+
+
+MISSING = object()
+LARGEST = 1e15  # beyond any number a run measures (a count, seconds, a loss), and its square stays finite
+
+
+def out_of_range(metric: Metric, value: object) -> str | None:
+    """Why a declared metric's value cannot be a measurement, if it cannot: a study must not average it in (nor
+    be stopped by it: the report lists the run as unreadable)."""
+    if value is MISSING:
+        return "is declared but has no value"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"is {value!r}, not a number"
+    if not math.isfinite(value):
+        return f"is {value!r}, not a finite number"
+    if metric.percent and not 0 <= value <= 1:
+        return f"is {value!r}, outside [0, 1] (a share: 1 is 100%)"
+    if abs(value) > LARGEST:
+        return f"is {value!r}, beyond any measurement (|value| > {LARGEST:g})"
+    return None
 
 
 def log_of(files: RunFiles) -> str:
@@ -152,6 +173,7 @@ def read_run(directory: Path, source: Path, job: str) -> Run:
         else:
             arm, seed, lacks = legacy_arm(files)
             lacks = "run.json" + (f", {lacks}" if lacks else "")
+        seed = whole_seed(seed, files)
         if not files.results.is_file():
             status, reason = status_without_results(files, record)
             return Run(directory, source, job, status, arm, seed, reason, legacy=lacks, label=label)
@@ -161,6 +183,19 @@ def read_run(directory: Path, source: Path, job: str) -> Run:
         return Run(directory, source, job, "unreadable", reason=reason.splitlines()[0])
     lacks = "; ".join(x for x in (lacks, lacks_declarations) if x)
     return Run(directory, source, job, "finished", arm, seed, "", results, numbers, declared, headline, lacks, label)
+
+
+def whole_seed(seed: Any, files: RunFiles) -> Any:
+    """A recorded seed as the integer it is: "0" and 0.0 are seed 0 (a seed shared by two arms pairs their runs,
+    so two spellings of one seed must not count as two seeds); None where the run recorded none."""
+    if seed is None or (isinstance(seed, int) and not isinstance(seed, bool)):
+        return seed
+    if isinstance(seed, float) and seed.is_integer():
+        return int(seed)
+    if isinstance(seed, str) and seed.strip().lstrip("+-").isdigit():
+        return int(seed.strip())
+    recorded = files.record if files.record.is_file() else files.config
+    raise UnreadableRun(f"{recorded}: the seed {seed!r} is not a whole number")
 
 
 def collect_runs(directories: list[Path]) -> list[Run]:
@@ -177,6 +212,7 @@ def collect_runs(directories: list[Path]) -> list[Run]:
         else:
             raise ValueError(f"{given} is neither a run directory (run.json, results.json) nor a sweep of them")
         for path, job in found:
+            path = path.resolve()  # a job directory reached again through a link is the same run
             if path not in runs:
                 runs[path] = read_run(path, directory, job)
     return list(runs.values())

@@ -127,7 +127,7 @@ def study_declaration(arms: list[list[Run]], metric: str) -> Metric:
         (d.better, d.percent): d for runs in arms for r in runs for k in keys if r.finished and (d := r.declared.get(k))
     }
     if not any(r.finished for runs in arms for r in runs):  # nothing finished yet: nothing to compare
-        return Metric(metric, None, label=metric)
+        return Metric(metric, None, label="no run finished" if metric == HEADLINE else metric)
     if not found:
         raise LookupError(metric)
     if len(found) > 1:

@@ -123,6 +123,12 @@ def per_run_rows(study: Study) -> list[dict[str, Any]]:
     return rows
 
 
+def used(study: Study, result: ArmResult) -> int:
+    """n: the arm's runs whose value of the compared metric the statistics use."""
+    found = result.spreads.get(study.metric)
+    return found.n if found is not None else 0
+
+
 def comparison_columns(metric: str) -> list[str]:
     unpaired = [f"{metric}_diff_to_best", f"{metric}_diff_ci95", f"{metric}_diff_p"]
     paired = [f"{metric}_paired_{x}" for x in ("n", "diff", "ci95", "p")]
@@ -142,7 +148,7 @@ def study_rows(study: Study) -> tuple[list[str], list[dict[str, Any]]]:
     for result in study.arms:
         values = result.arm.values()
         row: dict[str, Any] = {"arm": result.label, "arm_id": result.arm.id, **{k: values.get(k) for k in study.keys}}
-        row |= {"n": result.n, "failed": result.count("failed") + result.count("stopped")}
+        row |= {"n": used(study, result), "failed": result.count("failed") + result.count("stopped")}
         row |= {"running": result.count("running"), "lost": result.count("lost"), "headline_metric": result.headline}
         for metric, s in result.spreads.items():
             row |= {f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_ci95": s.ci95}
@@ -194,7 +200,7 @@ def study_markdown(study: Study) -> str:
     columns += list(headers.values())
     rows = []
     for result in study.arms:
-        row: dict[str, Any] = {"arm": result.label, "n": result.n, **{s: result.count(s) for s in show}}
+        row: dict[str, Any] = {"arm": result.label, "n": used(study, result), **{s: result.count(s) for s in show}}
         if study.metric in result.spreads:
             row[compared] = format_spread(d, result.spreads[study.metric])
         best = result.best == result.label

@@ -79,11 +79,14 @@ class Span:
     unit: str = "epochs"  # epochs | steps | fraction
 
     @classmethod
-    def parse(cls, value: object, key: str, shares: bool = False) -> Span:
+    def parse(cls, value: object, key: str, shares: bool = False, positive: bool = False) -> Span:
+        """`positive`: a span that must be longer than nothing (a cooldown), said as such for any value below."""
         if isinstance(value, Span):
             return value
+        least = "> 0" if positive else ">= 0"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            require(math.isfinite(value) and value >= 0, key, value, f"must be >= 0: {SPAN_FORMS}")
+            ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+            require(ok, key, value, f"must be {least}: {SPAN_FORMS}")
             if shares and 0 < value < 1:
                 raise ConfigError(
                     key, value, f"is ambiguous: write {value * 100:g}% for a share of training or '{value:g} epochs'"
@@ -95,6 +98,7 @@ class Span:
         except ValueError:
             amount = math.nan
         require(match is not None and math.isfinite(amount) and amount >= 0, key, value, SPAN_FORMS)
+        require(amount > 0 or not positive, key, value, f"must be {least}: {SPAN_FORMS}")
         assert match is not None
         unit = {"%": "fraction", "epoch": "epochs", "step": "steps"}.get(match.group(2), match.group(2))
         if unit == "fraction":

@@ -83,13 +83,15 @@ class LinearWarmup:
     start_lr: float = 0.0
 
     def __post_init__(self) -> None:
-        if (self.epochs is None) == (self.steps is None):
+        if self.epochs is not None and self.steps is not None:
             raise ConfigError(
                 "",
                 (self.epochs, self.steps),
-                text=f"{{key}}.epochs={self.epochs} and {{key}}.steps="
-                f"{self.steps} are invalid: set exactly one of the two (the other null)",
+                text=f"{{key}}.epochs={self.epochs:g} and {{key}}.steps={self.steps} are invalid together (the warmup "
+                f"option sets epochs): a warmup in steps is '{{key}}.steps={self.steps} {{key}}.epochs=null'",
             )
+        if self.epochs is None and self.steps is None:
+            raise ConfigError("", text="{key}.epochs and {key}.steps are both null: set one of the two")
         length = self.epochs if self.steps is None else self.steps
         require(length is not None and length > 0, "epochs" if self.steps is None else "steps", length, "must be > 0")
         require(self.start_lr >= 0, "start_lr", self.start_lr, "must be >= 0")

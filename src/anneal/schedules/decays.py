@@ -54,7 +54,7 @@ class WarmupStableDecay(ToFloor):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "cooldown", Span.parse(self.cooldown, "cooldown"))
+        object.__setattr__(self, "cooldown", Span.parse(self.cooldown, "cooldown", positive=True))
         length = self.cooldown.epochs(self.total, self.clock)
         require(
             0 < length <= self.total + EPS,

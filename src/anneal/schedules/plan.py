@@ -146,8 +146,7 @@ class ScheduleLR(LambdaLR):
         """Feed the monitored metric, measured now, to the plan, and apply what it changes to the lr of the
         coming step (already set when the last step ended) by taking that step's lr again."""
         self.plan.observe(self.last_epoch, value)
-        self.last_epoch -= 1
-        self.step()
+        self.apply_current_lr()
 
     def retake(self) -> None:
         """Set the lr of the coming step again, from the plan as it is now (changed since the lr was set)."""
@@ -165,3 +164,14 @@ class ScheduleLR(LambdaLR):
         state_dict = dict(state_dict)
         self.plan.load_state_dict(state_dict.pop("schedule", {}))
         super().load_state_dict(state_dict)
+        self.apply_current_lr()
+
+    def apply_current_lr(self) -> None:
+        """Set the optimizer's lr to the plan's lr of the coming step by taking that step again. After a load the
+        optimizer's restored state holds the lr that the run which saved it set at the end of its last step, from
+        its own plan: a resume whose plan differs from there on (a cooldown branched inside an epoch, any
+        `resume_changes=[trainer.max_epochs]`) would otherwise train its first step at the old plan's lr."""
+        self.last_epoch -= 1
+        with warnings.catch_warnings():  # (torch's advice on the order of optimizer and scheduler steps: no step here)
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.step()
