@@ -310,6 +310,8 @@ def pytest_sessionfinish(session, exitstatus):
         problems.append(f"the tests changed the signal state: blocked/SIGINT/SIGTERM {signals} -> {signal_state()}")
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
         for problem in problems:
             if reporter is not None:
                 reporter.write_line(f"ERROR: {problem}", red=True, bold=True)
