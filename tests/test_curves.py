@@ -87,7 +87,7 @@ def test_a_run_measured_in_optimizer_steps_works_with_every_schedule(tmp_path):
 def test_history_continues_after_a_sigterm_with_no_epoch_missing_or_repeated(tmp_path):
     args = [
         "data=synthetic",
-        "data.train_size=1024",
+        "data.train_size=512",
         "data.test_size=64",
         "data.batch_size=32",
         "trainer.max_epochs=3",
@@ -96,11 +96,11 @@ def test_history_continues_after_a_sigterm_with_no_epoch_missing_or_repeated(tmp
     ]
     reference = run_main(*args, f"hydra.run.dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr[-2000:]
-    stop = [  # SIGTERM to this process in the middle of the second epoch (32 steps each): tests/faults.py
+    stop = [  # SIGTERM to this process in the middle of the second epoch (16 steps each): tests/faults.py
         "+callbacks.fault._target_=faults.Fault",
         "+callbacks.fault.hook=on_train_batch_end",
         "+callbacks.fault.action=SIGTERM",
-        "+callbacks.fault.at=48",
+        "+callbacks.fault.at=24",
     ]
     assert run_main(*args, *stop, f"hydra.run.dir={tmp_path / 'stopped'}").returncode == 143
     assert len(read_rows(tmp_path / "stopped" / "history.csv")) == 1
