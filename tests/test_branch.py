@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAST, ROOT, read_rows, run_cli
+from conftest import FAST, ROOT, read_rows, run_main
 
 from anneal.branch import command
+from anneal.branch import main as branch_main
 from anneal.record import RunFiles, RunRecord
 
 WSD = [
@@ -35,22 +36,24 @@ def branch_cli(*args):
 @pytest.fixture(scope="module")
 def stable(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("stable")
-    done = run_cli(*WSD, "trainer.max_epochs=5", "branch=cooldowns", "branch.budgets=[2,4]", f"hydra.run.dir={run_dir}")
+    done = run_main(
+        *WSD, "trainer.max_epochs=5", "branch=cooldowns", "branch.budgets=[2,4]", f"hydra.run.dir={run_dir}"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
 
 
-def test_a_branched_cooldown_is_the_run_of_its_budget_from_scratch(stable, tmp_path):
+def test_a_branched_cooldown_is_the_run_of_its_budget_from_scratch(stable, tmp_path, capsys):
     points = json.loads((stable / "results.json").read_text())["branch_points"]
     # the cooldown of a 2-epoch run begins after the 1-epoch warmup and 80% of the remaining epoch: step 18;
     # of a 4-epoch run: 1 + 0.8 * 3 = 3.4 epochs, step 34
     assert [(p["budget"], p["step"]) for p in points] == [(2, 18), (4, 34)]
-    done = branch_cli(str(stable))
+    done = branch_cli(str(stable))  # the real command (it trains each branch as a train.py process of its own)
     assert done.returncode == 0, done.stderr[-3000:]
     for budget in (2, 4):
         branch = stable / "branches" / f"budget_{budget}"
         scratch = tmp_path / f"scratch_{budget}"
-        assert run_cli(*WSD, f"trainer.max_epochs={budget}", f"hydra.run.dir={scratch}").returncode == 0
+        assert run_main(*WSD, f"trainer.max_epochs={budget}", f"hydra.run.dir={scratch}").returncode == 0
         a, b = (json.loads((d / "results.json").read_text()) for d in (branch, scratch))
         for key in ("test/acc", "test/loss", "test/acc_best", "steps", "epochs", "arm"):
             assert a[key] == b[key], (budget, key)
@@ -69,9 +72,10 @@ def test_a_branched_cooldown_is_the_run_of_its_budget_from_scratch(stable, tmp_p
     assert rows["max_epochs=2"]["n"] == "1" and rows["max_epochs=4"]["n"] == "1"  # seed 0 twice: one arm, once
     assert "repeat a seed of the arm" in (out / "study.md").read_text()
     # branching again leaves what finished alone; a budget with no branch point is refused before training
-    assert "finished already" in branch_cli(str(stable)).stdout
-    done = branch_cli(str(stable), "--budgets", "3")
-    assert done.returncode == 2 and "has no branch point for a 3-epoch run (saved: 2, 4)" in done.stderr
+    capsys.readouterr()
+    assert branch_main([str(stable)]) == 0 and "finished already" in capsys.readouterr().out
+    assert branch_main([str(stable), "--budgets", "3"]) == 2
+    assert "has no branch point for a 3-epoch run (saved: 2, 4)" in capsys.readouterr().err
 
 
 def test_a_stopped_branch_resumes_from_its_own_last_checkpoint(stable, tmp_path):
@@ -94,7 +98,7 @@ def test_a_stopped_branch_resumes_from_its_own_last_checkpoint(stable, tmp_path)
     ],
 )
 def test_branch_points_that_cannot_be_are_refused_before_training(tmp_path, overrides, message):
-    done = run_cli(
+    done = run_main(
         *WSD, "trainer.max_epochs=5", "branch=cooldowns", "branch.budgets=[2]", *overrides, f"hydra.run.dir={tmp_path}"
     )
     assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]

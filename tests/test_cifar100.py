@@ -9,12 +9,15 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import FAST, compose_config, write_cifar100_layout
+from hydra.utils import instantiate
 
 from anneal.config import keys
 from anneal.data import CIFAR100, read_cifar100
 from anneal.data.download import download, md5sum
 from anneal.errors import ConfigError, DataError
+from anneal.models import LeNet5
 from anneal.run import run
+from anneal.storage import load_tensors
 
 
 @pytest.fixture
@@ -89,7 +92,23 @@ def test_snapshots_swa_and_the_study_work_with_100_classes(tiny_cifar100, tmp_pa
     assert results["data"] == "CIFAR-100: 400 train / 100 test images" and results["num_classes"] == 100
     assert results["params"] == 62_006 + 90 * 84 + 90  # LeNet-5's classifier, for 100 classes
     assert len(results["snapshots"]) == 2 and results["swa/n_averaged"] == 2
-    assert 0 <= results["ensemble/test/acc"] <= 1 and 0 <= results["swa/test/acc"] <= 1
+    # the ensemble's and the SWA network's accuracies, recomputed by hand from the files the run saved
+    data = instantiate(cfg.data)
+    data.setup()
+    images, labels = zip(*data.batches("test"))
+    images, labels = torch.cat(images), torch.cat(labels)
+
+    def probabilities(weights) -> torch.Tensor:
+        network = LeNet5(num_classes=100)
+        network.load_state_dict(load_tensors(weights))
+        with torch.no_grad():
+            return network.eval()(images).softmax(-1)
+
+    members = [probabilities(tmp_path / "run" / s["file"]) for s in results["snapshots"]]
+    ensemble = (torch.stack(members).mean(0).argmax(1) == labels).float().mean().item()
+    swa = (probabilities(tmp_path / "run" / "swa.pt").argmax(1) == labels).float().mean().item()
+    assert results["ensemble/test/acc"] == pytest.approx(ensemble, abs=1e-6)
+    assert results["swa/test/acc"] == pytest.approx(swa, abs=1e-6)
     assert "test/acc_best" in results
 
 

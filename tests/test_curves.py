@@ -1,16 +1,14 @@
 """What a run shows: the lr of every step, per-epoch curves, history.csv, readable log files, W&B names."""
 
 import json
-import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import wandb_files
 import yaml
-from conftest import CONF, FAST, ROOT, compose_config, paced, read_rows, run_cli, train_process
+from conftest import CONF, FAST, ROOT, compose_config, read_rows, run_cli, run_main
 from hydra import compose, initialize_config_dir
 
 from anneal import wandb_start
@@ -89,24 +87,24 @@ def test_a_run_measured_in_optimizer_steps_works_with_every_schedule(tmp_path):
 def test_history_continues_after_a_sigterm_with_no_epoch_missing_or_repeated(tmp_path):
     args = [
         "data=synthetic",
-        "data.train_size=4096",
+        "data.train_size=512",
         "data.test_size=64",
         "data.batch_size=32",
         "trainer.max_epochs=3",
         "trainer.deterministic=true",
         *FAST,
     ]
-    reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'reference'}")
+    reference = run_main(*args, f"hydra.run.dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr[-2000:]
-    process = train_process(*args, *paced(0.02), f"hydra.run.dir={tmp_path / 'stopped'}")  # ≥ 2.5 s an epoch
-    deadline = time.time() + 120
-    while not (tmp_path / "stopped" / "history.csv").exists() and time.time() < deadline:
-        time.sleep(0.05)  # the first epoch's row: the stop lands in the second epoch
-    time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 143
+    stop = [  # SIGTERM to this process in the middle of the second epoch (16 steps each): tests/faults.py
+        "+callbacks.fault._target_=faults.Fault",
+        "+callbacks.fault.hook=on_train_batch_end",
+        "+callbacks.fault.action=SIGTERM",
+        "+callbacks.fault.at=24",
+    ]
+    assert run_main(*args, *stop, f"hydra.run.dir={tmp_path / 'stopped'}").returncode == 143
     assert len(read_rows(tmp_path / "stopped" / "history.csv")) == 1
-    done = run_cli(*args, f"hydra.run.dir={tmp_path / 'stopped'}", "ckpt_path=last")
+    done = run_main(*args, f"hydra.run.dir={tmp_path / 'stopped'}", "ckpt_path=last")
     assert done.returncode == 0, done.stderr[-2000:]
     resumed, expected = (read_rows(tmp_path / d / "history.csv") for d in ("stopped", "reference"))
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731

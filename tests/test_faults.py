@@ -12,9 +12,10 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import FAST, ROOT, compose_config, paced, read_rows, run_cli, train_process
+from conftest import FAST, ROOT, compose_config, paced, read_rows, run_main, train_process
 
 from anneal.callbacks import RunCallback
+from anneal.cli import ending
 from anneal.ensemble import main as ensemble_main
 from anneal.errors import ConfigError, DataError, TrainingStopped
 from anneal.interrupts import Interrupted
@@ -52,7 +53,7 @@ def checkpoint_step(path) -> int:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reference")
-    done = run_cli(*S, f"hydra.run.dir={run_dir}")
+    done = run_main(*S, f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
 
@@ -65,19 +66,44 @@ def same_run(run_dir, reference) -> None:
         assert torch.equal(weights[key], value), key
 
 
-@pytest.mark.parametrize("delay", [1.3, 2.9])
-def test_ctrl_c_then_resume_gives_the_uninterrupted_run(tmp_path, reference, delay):
+def test_ctrl_c_then_resume_gives_the_uninterrupted_run(tmp_path, reference):
+    """The real process for exit code 130: a terminal's Ctrl-C at whatever step it lands."""
     process = train_process(*S, *paced(0.05), f"hydra.run.dir={tmp_path}")  # ≥ 6 s of training
     deadline = time.time() + 120
     while not (tmp_path / "lr_schedule.png").exists() and time.time() < deadline:  # drawn as training starts
         time.sleep(0.02)
-    time.sleep(delay)
+    time.sleep(1.3)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output[-3000:]
     assert "stopped by Ctrl-C during training" in output and "ckpt_path=last" in output
     assert 0 < checkpoint_step(tmp_path / "checkpoints" / "last.ckpt") < 6 * 20
-    done = run_cli(*S, f"hydra.run.dir={tmp_path}", "ckpt_path=last")
+    done = run_main(*S, f"hydra.run.dir={tmp_path}", "ckpt_path=last")
+    assert done.returncode == 0, done.stderr[-3000:]
+    same_run(tmp_path, reference)
+
+
+def stop_at(hook: str, action: str, at: int) -> list[str]:
+    """Overrides that send this process `action` the `at`-th time the run passes `hook` (tests/faults.py)."""
+    return [
+        "+callbacks.fault._target_=faults.Fault",
+        f"+callbacks.fault.hook={hook}",
+        f"+callbacks.fault.action={action}",
+        f"+callbacks.fault.at={at}",
+    ]
+
+
+@pytest.mark.parametrize("action, step", [("SIGINT", 30), ("SIGTERM", 75)])
+def test_a_stop_at_a_chosen_step_then_resume_gives_the_uninterrupted_run(tmp_path, reference, action, step):
+    """The signal at a step chosen, in this process (mid-epoch 2 and mid-epoch 4 of 6, 20 steps each)."""
+    done = run_main(*S, *stop_at("on_train_batch_end", action, step), f"hydra.run.dir={tmp_path}")
+    name = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM"}[action]
+    assert done.returncode == {"SIGINT": 130, "SIGTERM": 143}[action], done.stderr[-3000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"anneal: error: stopped by {name} during training") and "ckpt_path=last" in line
+    assert checkpoint_step(tmp_path / "checkpoints" / "last.ckpt") == step  # saved where the signal landed
+    assert not (tmp_path / "results.json").exists()
+    done = run_main(*S, f"hydra.run.dir={tmp_path}", "ckpt_path=last")
     assert done.returncode == 0, done.stderr[-3000:]
     same_run(tmp_path, reference)
 
@@ -86,7 +112,7 @@ def test_a_resume_that_changes_the_run_stops_naming_each_changed_key(tmp_path, r
     shutil.copytree(reference, tmp_path / "run")
     (tmp_path / "run" / "results.json").unlink()
     changed = ["data.batch_size=64", "optimizer.lr=0.1", "seed=3"]
-    done = run_cli(*S, *changed, f"hydra.run.dir={tmp_path / 'run'}", "ckpt_path=last")
+    done = run_main(*S, *changed, f"hydra.run.dir={tmp_path / 'run'}", "ckpt_path=last")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     message = done.stderr.strip().splitlines()[-1]
     for key in (
@@ -99,7 +125,7 @@ def test_a_resume_that_changes_the_run_stops_naming_each_changed_key(tmp_path, r
         assert key in message, message
     assert not (tmp_path / "run" / "results.json").exists()
     # a change only the length allows is named with the override that says it is intended
-    done = run_cli(
+    done = run_main(
         *S[:-5], "trainer.max_epochs=8", "logger=csv", *FAST[1:], f"hydra.run.dir={tmp_path / 'run'}", "ckpt_path=last"
     )
     assert done.returncode == 2 and "resume_changes=[trainer.max_epochs]" in done.stderr
@@ -107,7 +133,7 @@ def test_a_resume_that_changes_the_run_stops_naming_each_changed_key(tmp_path, r
 
 def test_an_intended_change_on_resume_derives_the_plan_again(tmp_path, reference):
     shutil.copytree(reference, tmp_path / "run")
-    done = run_cli(
+    done = run_main(
         *S[:-5],
         "trainer.max_epochs=8",
         "trainer.deterministic=true",
@@ -128,7 +154,7 @@ def test_a_resume_after_a_death_in_the_final_evaluation_keeps_the_validation_sco
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
     (run_dir / "results.json").unlink()  # as if killed after training, before results.json was written
-    done = run_cli(*S, f"hydra.run.dir={run_dir}", "ckpt_path=last", "optimized_metric=val/acc")
+    done = run_main(*S, f"hydra.run.dir={run_dir}", "ckpt_path=last", "optimized_metric=val/acc")
     assert done.returncode == 0, done.stderr[-3000:]
     same_run(run_dir, reference)
 
@@ -201,7 +227,7 @@ def test_the_ensemble_cli_builds_only_anneals_own_objects_from_a_run_directory(t
             output_dir=run_dir,
         )
     )
-    assert ensemble_cli(run_dir).returncode == 0  # the run's own record rebuilds its network and data
+    assert ensemble_in_process(run_dir, capsys)[0] == 0  # the run's own record rebuilds its network and data
     victim = tmp_path / "victim"
     victim.write_text("untouched")
     (run_dir / "p").write_text("planted")
@@ -212,7 +238,7 @@ def test_the_ensemble_cli_builds_only_anneals_own_objects_from_a_run_directory(t
         {**record, "data": {"name": "Synthetic", "settings": {"root": str(run_dir / "p"), "copy_to": str(victim)}}},
     ]
     (run_dir / "run.json").write_text(json.dumps(planted_records[0]))
-    done = ensemble_cli(run_dir)  # the real command once; the other cases in this process
+    done = ensemble_cli(run_dir)  # the real command once (python -m anneal.ensemble); the others in this process
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     for planted in planted_records:
         (run_dir / "run.json").write_text(json.dumps(planted))
@@ -243,23 +269,19 @@ def test_the_ensemble_cli_builds_only_anneals_own_objects_from_a_run_directory(t
 
 
 def test_a_huge_run_reaches_its_first_step_and_a_signal_stops_it(tmp_path):
-    process = train_process(
+    done = run_main(
         "data=synthetic",
         "data.train_size=704",
         "data.test_size=64",
         "data.batch_size=32",
         "trainer.max_epochs=1000000000",
         *FAST,
+        *stop_at("on_train_epoch_start", "SIGTERM", 2),  # once an epoch has trained
         f"hydra.run.dir={tmp_path}",
     )
-    deadline = time.time() + 120
-    while not (tmp_path / "history.csv").exists() and time.time() < deadline:  # an epoch trained
-        time.sleep(0.1)
-    assert (tmp_path / "history.csv").exists(), "no epoch within two minutes"
+    assert len(read_rows(tmp_path / "history.csv")) == 1
     assert len(read_rows(tmp_path / "lr_schedule.csv")) < 200_000  # drawn from a sample, not from 2.2e10 steps
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 143 and "stopped by SIGTERM during training" in output
+    assert done.returncode == 143 and "stopped by SIGTERM during training" in done.stderr
 
 
 class SignalDuring(RunCallback):
@@ -287,12 +309,9 @@ def test_a_signal_during_the_final_evaluation_stops_with_the_resume_message(tmp_
             )
         )
     assert error.value.phase == "the final evaluation" and error.value.signum == signal.SIGTERM
-    sys.path.insert(0, str(ROOT))  # train.py is a script at the root, not part of the package
-    from train import stopped
-
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    message = stopped("SIGTERM", error.value.phase, str(tmp_path))
-    assert f"evaluate again with hydra.run.dir={tmp_path} ckpt_path=last" in message
+    code, message = ending(error.value, str(tmp_path))  # what train.py prints and exits with
+    assert code == 143 and f"evaluate again with hydra.run.dir={tmp_path} ckpt_path=last" in message
 
 
 def test_a_run_directory_with_a_finished_or_a_live_run_is_refused(tmp_path):
@@ -332,7 +351,7 @@ def test_unreadable_checkpoints_and_snapshots_are_named_with_what_to_do(tmp_path
     ]
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    done = run_cli(*common, f"hydra.run.dir={tmp_path}", "ckpt_path=last")
+    done = run_main(*common, f"hydra.run.dir={tmp_path}", "ckpt_path=last")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{tmp_path}/checkpoints/last.ckpt cannot be read: it is empty" in done.stderr
     with pytest.raises(DataError, match=r"snapshot_01.*cannot be read.*delete it"):

@@ -1,10 +1,12 @@
 """The results notebook runs top to bottom against a sweep made here, so it cannot rot unnoticed."""
 
 import nbformat
+import pytest
 from conftest import ROOT, run_cli
 from nbclient import NotebookClient
 
 
+@pytest.mark.slow  # a sweep and a Jupyter kernel: .ci/run runs it
 def test_notebook_executes_against_a_tiny_sweep(tmp_path, monkeypatch):
     sweep = tmp_path / "sweep"
     done = run_cli(

@@ -6,11 +6,13 @@ import json
 import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 import time
 
 import pytest
 import wandb_files
-from conftest import FAST, read_rows, run_cli, write_cifar_layout
+from conftest import FAST, read_rows, run_cli, run_main, write_cifar_layout
 
 from anneal.data import read_cifar10
 from anneal.errors import ConfigError, DataError
@@ -30,7 +32,7 @@ def contents(directory):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("finished")
-    done = run_cli(*TINY, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
+    done = run_main(*TINY, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
 
@@ -40,7 +42,7 @@ def finished(tmp_path_factory):
 )
 def test_no_mode_overwrites_a_finished_run_and_a_refusal_writes_nothing(finished, mode):
     before = contents(finished)
-    done = run_cli(*TINY, *mode, f"hydra.run.dir={finished}")
+    done = run_main(*TINY, *mode, f"hydra.run.dir={finished}")
     assert done.returncode == 2 and "already holds a finished run (results.json)" in done.stderr
     assert contents(finished) == before  # results.json, lr_schedule.*, config.yaml, run.json, train.log: as they were
     assert not (finished / ".hydra").exists()  # Hydra's copy of the refused settings is not written either
@@ -80,12 +82,21 @@ def test_the_run_directory_lock_is_held_by_one_process_at_a_time(tmp_path):
 
 
 def test_a_live_lock_is_refused_with_how_to_check_it(tmp_path):
-    handle = take_lock(tmp_path)
-    done = run_cli(*TINY, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}")
-    release_lock(handle, tmp_path)
+    holder = (
+        "import sys, time; from pathlib import Path; from anneal.run_dir import take_lock; "
+        "held = take_lock(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)"
+    )  # another process: a process's own lock is not a live run's
+    sleeper = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sleeper.stdout.readline().strip() == "held"
+        done = run_main(*TINY, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        sleeper.stdout.close()
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
-    assert f"is in use by a live run (process {os.getpid()} on" in message and "ps -p" in message
+    assert f"is in use by a live run (process {sleeper.pid} on" in message and "ps -p" in message
 
 
 def test_non_integer_labels_are_refused_naming_the_file(tmp_path):
@@ -118,13 +129,14 @@ def test_non_integer_labels_are_refused_naming_the_file(tmp_path):
 def test_paths_and_trainer_arguments_are_checked_in_one_line(tmp_path, override, line):
     file = tmp_path / "a_file"
     file.write_text("")
-    done = run_cli(override.format(file=file), "logger=none", "data.download=false")
+    where = [] if override.startswith("hydra.run.dir") else [f"hydra.run.dir={tmp_path / 'run'}"]  # not ./outputs
+    done = run_main(override.format(file=file), "logger=none", "data.download=false", *where)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "anneal: error: " + line.format(file=file)
 
 
 def test_any_trainer_argument_is_accepted_without_a_plus(tmp_path):
-    done = run_cli(*TINY, "trainer.max_epochs=1", "trainer.gradient_clip_val=0.5", f"hydra.run.dir={tmp_path}")
+    done = run_main(*TINY, "trainer.max_epochs=1", "trainer.gradient_clip_val=0.5", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["arm"]["settings"]["trainer.gradient_clip_val"] == 0.5  # it changes what the run computes

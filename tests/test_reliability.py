@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import wandb_files
-from conftest import FAST, ROOT, compose_config, paced, run_cli, train_process
+from conftest import FAST, ROOT, compose_config, paced, run_cli, run_main, train_process
 
 from anneal.checkpoint_io import AtomicCheckpointIO
 from anneal.errors import TrainingStopped
@@ -66,8 +66,9 @@ def final_weights(run_dir: Path) -> dict:
 
 
 def test_sigkill_at_an_arbitrary_step_then_resume_gives_the_uninterrupted_result(tmp_path):
+    """The real process for SIGKILL and its resume; the reference and the resume run in this process."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    done = run_cli(*EVERYTHING, f"hydra.run.dir={reference}")
+    done = run_main(*EVERYTHING, f"hydra.run.dir={reference}")
     assert done.returncode == 0, done.stderr[-3000:]
 
     process = train_process(*EVERYTHING, f"hydra.run.dir={killed}")
@@ -81,7 +82,7 @@ def test_sigkill_at_an_arbitrary_step_then_resume_gives_the_uninterrupted_result
     assert process.returncode == -signal.SIGKILL and 70 <= stopped_at < 6 * 22, stopped_at  # killed, not finished
     assert not (killed / "results.json").exists()
 
-    done = run_cli(*EVERYTHING, f"hydra.run.dir={killed}", "ckpt_path=last")
+    done = run_main(*EVERYTHING, f"hydra.run.dir={killed}", "ckpt_path=last")
     assert done.returncode == 0, done.stderr[-3000:]
     expected = json.loads((reference / "results.json").read_text())
     resumed = json.loads((killed / "results.json").read_text())
@@ -115,6 +116,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
+    """The real process for exit code 143: SIGTERM from outside, taken by anneal's thread."""
     args = [
         "data=synthetic",
         "data.train_size=4096",
@@ -135,7 +137,7 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
     assert "stopped by SIGTERM" in output and "ckpt_path=last" in output
     step = checkpoint_step(tmp_path / "checkpoints" / "last.ckpt")
     assert 0 < step < 3 * 128 and step % 128 != 0  # saved where it stopped, mid-epoch
-    done = run_cli(*args, "ckpt_path=last")
+    done = run_main(*args, "ckpt_path=last")
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 3 * 128
 
@@ -223,7 +225,7 @@ def test_a_malicious_checkpoint_is_refused(tmp_path):
     evil = tmp_path / "evil.ckpt"
     with open(evil, "wb") as f:
         pickle.dump({"state_dict": Exploit()}, f)
-    done = run_cli(
+    done = run_main(
         "data=synthetic",
         "data.train_size=128",
         "data.test_size=32",

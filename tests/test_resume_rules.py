@@ -8,7 +8,7 @@ import re
 import shutil
 
 import pytest
-from conftest import FAST, compose_config, read_rows, run_cli
+from conftest import FAST, compose_config, read_rows, run_main
 
 from anneal.errors import ConfigError
 from anneal.run import run
@@ -37,7 +37,7 @@ def contents(directory):
 @pytest.fixture(scope="module")
 def two_epochs(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("two_epochs")
-    done = run_cli(*EXP, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    done = run_main(*EXP, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
 
@@ -46,7 +46,7 @@ def resumed(tmp_path, two_epochs, *overrides):
     run_dir = tmp_path / "run"
     shutil.copytree(two_epochs, run_dir)
     before = contents(run_dir)
-    done = run_cli(*overrides, f"hydra.run.dir={run_dir}", "ckpt_path=last")
+    done = run_main(*overrides, f"hydra.run.dir={run_dir}", "ckpt_path=last")
     return run_dir, before, done
 
 
@@ -116,7 +116,7 @@ def test_extending_a_run_equals_the_run_started_with_the_final_length(tmp_path, 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     fresh = tmp_path / "fresh"
-    assert run_cli(*EXP, "trainer.max_epochs=4", f"hydra.run.dir={fresh}").returncode == 0
+    assert run_main(*EXP, "trainer.max_epochs=4", f"hydra.run.dir={fresh}").returncode == 0
     a, b = (json.loads((d / "results.json").read_text()) for d in (run_dir, fresh))
     for key in ("test/acc", "test/loss", "test/acc_best", "steps", "epochs"):
         assert a[key] == b[key], key

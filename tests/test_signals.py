@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import read_rows, run_cli, train_process
+from conftest import read_rows, run_cli, run_main, train_process
 from faults import ANNEAL_PHASES, LIGHTNING_HOOKS
 
 from anneal.storage import load_tensors
@@ -135,7 +135,8 @@ def references(tmp_path_factory):
     def reference(ddp: bool) -> tuple[dict, list[dict]]:
         if ddp not in made:
             run_dir = tmp_path_factory.mktemp("reference")
-            done = run_cli(*BASE, *(DDP if ddp else []), f"hydra.run.dir={run_dir}", timeout=600)
+            args = [*BASE, *(DDP if ddp else []), f"hydra.run.dir={run_dir}"]
+            done = run_cli(*args, timeout=600) if ddp else run_main(*args)
             assert done.returncode == 0, done.stderr[-3000:]
             made[ddp] = outcome(run_dir)
         return made[ddp]
@@ -157,7 +158,12 @@ def no_half_written_file(run_dir: Path) -> None:
 def check_fault(mode: str, hook: str, action: str, run_dir: Path, references, at: int | None = None) -> str:
     """Injects the fault, checks what the run did, follows its advice; returns what happened, for the report."""
     ddp, rank, target = MODES[mode]
-    code, output = run_in_own_group([*settings(mode), *fault(mode, hook, action, at), f"hydra.run.dir={run_dir}"])
+    args = [*settings(mode), *fault(mode, hook, action, at), f"hydra.run.dir={run_dir}"]
+    if in_process(mode, action):
+        done = run_main(*args)
+        code, output = done.returncode, done.stdout + done.stderr
+    else:
+        code, output = run_in_own_group(args)
     checkpoint = (run_dir / "checkpoints" / "last.ckpt").is_file()
     if action in NAMES:
         assert code == EXIT[action], output[-3000:]
@@ -172,25 +178,34 @@ def check_fault(mode: str, hook: str, action: str, run_dir: Path, references, at
         assert not list(run_dir.rglob(".*.tmp")), "a temporary file was left behind"
     elif action == "SIGKILL" and (target == "group" or rank == 0):
         assert code == EXIT[action], output[-3000:]
+    elif mode == "single":
+        assert code == 1 and "FaultInjected" in output, output[-3000:]  # Hydra's traceback of an unexpected error
     else:
         assert code != 0, output[-3000:]  # an exception, or a rank killed under another (Lightning ends them all)
     no_half_written_file(run_dir)
     again = [*settings(mode), f"hydra.run.dir={run_dir}", *(["ckpt_path=last"] if checkpoint else [])]
     again += ["~callbacks.fault"] if checkpoint else []  # a resume keeps its run's recorded settings: not this one
-    done = run_cli(*again, timeout=600)
+    done = run_cli(*again, timeout=600) if ddp else run_main(*again)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not list(run_dir.rglob(".*.tmp"))
     assert outcome(run_dir) == references(ddp)
     return "resumed" if checkpoint else "run again"
 
 
+def in_process(mode: str, action: str) -> bool:
+    """A signal to a single process is taken in this one (train.py's main, run_main); a kill, an exception (the
+    real process for exit code 1) and DDP's ranks run as processes."""
+    return mode == "single" and action in NAMES
+
+
 # a representative matrix: the first three in the default suite, the rest with the slow tests
 REPRESENTATIVE = [
     ("single", "on_train_batch_end", "SIGINT"),  # mid-epoch: saved there, resumed exactly
     ("single", "on_test_batch_start", "SIGTERM"),  # the final test's last batch: not swallowed
-    ("ddp_group", "on_train_batch_end", "SIGINT"),  # a terminal's Ctrl-C: both ranks, mid-epoch
+    ("single", "on_train_epoch_end", "raise", 2),  # an unexpected error: Hydra's traceback, exit code 1
 ]
 MORE = [
+    ("ddp_group", "on_train_batch_end", "SIGINT"),  # a terminal's Ctrl-C: both ranks, mid-epoch
     ("single", "on_train_start", "SIGTERM"),  # before the first step: nothing to resume
     ("single", "on_validation_batch_end", "SIGTERM", 2),  # epoch 1's validation: stops once its checkpoint is written
     ("single", "results_write", "SIGKILL"),  # killed with results.json written to its temporary name

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import CONF, read_rows, run_cli
+from conftest import CONF, read_rows, run_cli, run_main
 from hydra import compose, initialize_config_dir
 
 SMALL = [
@@ -65,7 +65,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
 
 def test_optuna_search_maximizes_the_returned_metric(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run_cli(
+    done = run_main(
         "-m",
         "hparams_search=sgdr_optuna",
         "hydra.sweeper.n_trials=2",
@@ -90,7 +90,7 @@ def test_slurm_launcher_config_composes_without_slurm(tmp_path):
 
 def test_a_failing_job_does_not_stop_the_other_jobs_and_the_summary_is_written(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run_cli(
+    done = run_main(
         "-m",
         "schedule=sgdr",
         "schedule.T_0=50,1",
@@ -114,7 +114,7 @@ def test_a_failing_job_does_not_stop_the_other_jobs_and_the_summary_is_written(t
 def test_a_seeded_sweep_gets_a_study_of_its_arms_with_the_mean_over_seeds(tmp_path):
     sweep = tmp_path / "sweep"
     two_epochs = [o for o in SMALL if not o.startswith("trainer.max_epochs=")] + ["trainer.max_epochs=2"]
-    done = run_cli(
+    done = run_main(
         "-m",
         "schedule=sgdr",
         "schedule.T_0=1,2",

@@ -1,9 +1,7 @@
 """Every invalid setting is rejected before the first training step, naming the key and what is allowed."""
 
-import time
-
 import pytest
-from conftest import FAST, compose_config, run_cli
+from conftest import FAST, compose_config, run_cli, run_main
 
 from anneal.errors import ConfigError
 from anneal.module import Classifier
@@ -113,22 +111,22 @@ def test_invalid_setting_is_rejected_before_training(overrides, key, tmp_path, m
 
     monkeypatch.setattr(Classifier, "training_step", no_training)
     cfg = compose_config(*DATA, *overrides, *FAST, output_dir=tmp_path)
-    started = time.perf_counter()
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as error:
         run(cfg)
-    assert time.perf_counter() - started < 5
     assert "invalid" in str(error.value) or "needs" in str(error.value)
     assert "\n" not in str(error.value)  # one line
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()
 
 
-def test_cli_reports_a_bad_setting_in_one_line_within_seconds(tmp_path):
-    started = time.perf_counter()
+def test_cli_reports_a_bad_setting_in_one_line_before_training(tmp_path):
+    """The real process for exit code 2 (the other refusals run train.py's main in-process). No clock: a
+    shared machine's start-up time says nothing; what was not done before the refusal does."""
     done = run_cli(*DATA, "schedule=sgdr", "schedule.T_mult=0.5", "logger=none", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2
-    assert "anneal: error: schedule.T_mult=0.5 is invalid: must be >= 1" in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("anneal: error: schedule.T_mult=0.5 is invalid: must be >= 1")
     assert "Traceback" not in done.stderr
-    assert time.perf_counter() - started < 30  # mostly interpreter and library start-up
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "config.yaml").exists()
 
 
 def test_a_rejected_run_leaves_no_wandb_run(tmp_path):
@@ -156,6 +154,6 @@ def test_a_rejected_run_leaves_no_wandb_run(tmp_path):
     ],
 )
 def test_cli_type_errors_are_one_line_with_exit_code_2(tmp_path, overrides, line):
-    done = run_cli(*DATA, *overrides, "logger=none", f"hydra.run.dir={tmp_path}")
+    done = run_main(*DATA, *overrides, "logger=none", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == line
