@@ -28,17 +28,17 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as error:
         hydra_config = HydraConfig.get()
         multirun = hydra_config.mode == RunMode.MULTIRUN
-        code = report_ending(
-            error,
-            cfg.output_dir,
-            multirun=multirun,
-            sweep_dir=hydra_config.sweep.dir if multirun else None,
-            dir_asked=any(o.lstrip("+").startswith("hydra.run.dir=") for o in hydra_config.overrides.hydra),
-        )
+        asked = any(o.lstrip("+").startswith("hydra.run.dir=") for o in hydra_config.overrides.hydra)
+        code = report_ending(error, cfg.output_dir, multirun=multirun, dir_asked=asked)
         if code is None:
             raise
-        if multirun:
-            return None  # a job stopped by a signal: anneal.sweep_control keeps the sweep's next jobs from starting
+        if multirun:  # a job stopped by a signal stops its sweep: no further job starts
+            from anneal.interrupts import Interrupted
+            from anneal.sweep_control import stop_sweep
+
+            assert isinstance(error, Interrupted)
+            stop_sweep(error, Path(hydra_config.sweep.dir))  # the basic launcher: SystemExit; the others: a mark
+            return None
         sys.exit(code)
 
 

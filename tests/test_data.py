@@ -21,7 +21,6 @@ from anneal.data import (
 )
 from anneal.data.download import download, md5sum, safe_extract
 from anneal.errors import ConfigError, DataError
-from anneal.models import LeNet5
 
 
 def test_reads_the_cifar_layout(tiny_cifar):
@@ -182,15 +181,12 @@ def test_synthetic_data_is_learnable_and_named():
     assert "SYNTHETIC" in data.name and "not CIFAR-10" in data.name
     x, y = data.splits["train"]
     assert x.dtype == torch.uint8 and x.shape == (2000, 3, 32, 32) and set(y.tolist()) == set(range(10))
-    model = LeNet5()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(3):
-        for images, labels in data.batches("train", train=True, batch_size=64):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(images), labels).backward()
-            optimizer.step()
-    images, labels = next(iter(data.batches("test", batch_size=500)))
-    assert (model(images).argmax(1) == labels).float().mean() > 0.3  # chance is 0.1
+    # the labels carry signal a classifier can learn, shown without training (a trained network's accuracy depends
+    # on the CPU's rounding): the nearest class mean of the training images labels a third of the test set right
+    means = torch.stack([x[y == c].float().flatten(1).mean(0) for c in range(10)])
+    test_x, test_y = data.splits["test"]
+    nearest = torch.cdist(test_x.float().flatten(1), means).argmin(1)
+    assert (nearest == test_y).float().mean() > 0.25  # chance is 0.1; 0.326 here, ~50 test images from the bound
 
 
 def test_synthetic_images_sin_and_cos_run_on_one_thread(monkeypatch):

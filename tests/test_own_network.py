@@ -135,7 +135,7 @@ def test_own_network_and_data_train_through_the_config_and_only_an_allowed_packa
     assert record["network"] == {"name": "mypkg.nets.LeNet5", "settings": {"width": 4, "num_classes": 10}}
     assert record["data"]["name"] == "mypkg.data.Data" and record["data"]["settings"]["size"] == 64
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["data"] == "my images" and len(results["snapshots"]) == 2
+    assert results["data"] == "my images: 64 train / 32 test images" and len(results["snapshots"]) == 2
 
     code, stderr = ensemble(run_dir, capsys)  # not allowed: refused, naming the flag that would allow it
     assert code == 2 and stderr.count("\n") == 1 and "--allow-module mypkg" in stderr, stderr

@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # the package's one version number: pyproject.toml reads it from here (`[tool.setuptools.dynamic]`)
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # the parts of the package reachable as `anneal.NAME`, by the module that defines each (imported when first used)
 PARTS = {

@@ -95,15 +95,12 @@ def ending(error: BaseException, run_dir: str) -> tuple[int, str] | None:
     return None
 
 
-def report_ending(
-    error: BaseException, run_dir: str, *, multirun: bool, sweep_dir: str | None = None, dir_asked: bool = True
-) -> int | None:
+def report_ending(error: BaseException, run_dir: str, *, multirun: bool, dir_asked: bool = True) -> int | None:
     """Logs and prints the one line of an expected error (rank 0 only: it says what there is to resume) and
     returns the exit code; None where the error must propagate: an unexpected one, or a job of a sweep (Hydra
-    records the job as failed and the sweep's other jobs still run); in a sweep, a job stopped by a signal ends
-    with its code (the caller returns from the job). A signal to a sweep's job stops the whole
-    sweep (anneal.sweep_control). A refused run whose directory the user did not name (`dir_asked`) leaves none
-    behind. DDP's other ranks end with the code, silently."""
+    records the job as failed and the sweep's other jobs still run), except a job stopped by a signal, whose code
+    is returned (the sweep stops: train.py tells anneal.sweep_control). A refused run whose directory the user
+    did not name (`dir_asked`) leaves none behind. DDP's other ranks end with the code, silently."""
     from anneal.console import log_to_files
     from anneal.errors import DirectoryTaken
     from anneal.interrupts import Interrupted, rank
@@ -120,12 +117,7 @@ def report_ending(
         else:
             log_to_files(message)  # the console gets it once, below
     if multirun:
-        if isinstance(error, Interrupted) and sweep_dir is not None:
-            from anneal.sweep_control import stop_sweep
-
-            stop_sweep(error, Path(sweep_dir))  # the basic launcher: SystemExit; the others: a mark, then on
-            return code  # the job ends here; the launcher's process ends the sweep with the code
-        return None
+        return code if isinstance(error, Interrupted) else None
     print(f"anneal: error: {message}", file=sys.stderr)
     if not (dir_asked or isinstance(error, (Interrupted, DirectoryTaken))):
         from anneal.run_dir import discard_refused

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ def sweep_job() -> tuple[Path, int] | None:
 
 
 def differences(record: RunRecord, arm: Arm, seed: Any) -> list[str]:
-    """The settings (and options, and the seed) in which a recorded run differs from this job."""
+    """The settings (and options, and the seed) in which a recorded run differs from this job. The data's identity
+    is known only once the data is loaded: before that (`arm.data` empty) the recorded one is not compared."""
+    if not arm.data:
+        record = replace(record, arm=replace(record.arm, data={}))
     if record.arm.id == arm.id and record.seed == seed:
         return []
     was, now = record.arm.values(), arm.values()
