@@ -81,11 +81,29 @@ def test_optuna_search_maximizes_the_returned_metric(tmp_path):
     assert best["best_value"] == max(values)
 
 
-def test_slurm_launcher_config_composes_without_slurm(tmp_path):
+def test_the_slurm_launcher_requeues_a_preempted_job_as_a_resume_with_its_settings(tmp_path):
+    """Without SLURM: the launcher the config builds is anneal's requeueing one, and on submitit's preemption signal
+    it hands back a submission of the same launcher, settings and task, counted as one more requeue (the job then
+    resumes from its last.ckpt: test_cluster runs that part for real), leaving the running job's count alone."""
+    from hydra.utils import instantiate
+
+    from anneal.launchers import RequeueingLauncher, SubmititJob
+
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", ["hydra/launcher=slurm", f"output_dir={tmp_path}"], return_hydra_config=True)
-    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
-    assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min == 240
+    launcher = instantiate(cfg.hydra.launcher)
+    assert isinstance(launcher, RequeueingLauncher) and launcher._EXECUTOR == "slurm"
+
+    def task(config):
+        return config
+
+    launcher.task_function = SubmititJob(task, separate_stderr=False)
+    submission = launcher.checkpoint("job config")
+    requeued = submission.function
+    assert requeued is not launcher and requeued.params == launcher.params
+    assert requeued.task_function == SubmititJob(task, separate_stderr=False, requeues=1)
+    assert launcher.task_function.requeues == 0 and submission.args == ("job config",)
+    assert requeued.checkpoint().function.task_function.requeues == 2  # each preemption counts once more
 
 
 def test_a_failing_job_does_not_stop_the_other_jobs_and_the_summary_is_written(tmp_path):
