@@ -48,8 +48,9 @@ from anneal.record import (
     accuracy,
     count,
     loss,
-    read_json,
     results_document,
+    results_format,
+    results_of,
     seconds,
 )
 from anneal.storage import load_tensors, save_json, save_tensors
@@ -113,12 +114,11 @@ def source(run_dir: Path) -> tuple[RunRecord, dict[str, Any]]:
     record = RunRecord.load(files)
     if record.network is None or record.data is None:
         raise UnreadableRun(f"{files.record}: the run stopped before it built its network and data")
+    results = results_of(files)
     try:
-        results = read_json(files.results)
+        results_format(results)
     except ValueError as error:
         raise UnreadableRun(f"{files.results}: {error}") from None
-    if not isinstance(results, dict):
-        raise UnreadableRun(f"{files.results}: not an object")
     return record, results
 
 

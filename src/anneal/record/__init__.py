@@ -11,7 +11,7 @@
 from typing import TYPE_CHECKING, Any
 
 from anneal.record.assembly import ProducedTwice
-from anneal.record.document import Part, RunRecord, UnreadableRun, plain, read_json
+from anneal.record.document import Part, RunRecord, UnreadableRun, plain, read_json, results_of
 from anneal.record.files import RunFiles
 from anneal.record.identity import (
     ARM,
@@ -93,6 +93,7 @@ __all__ = [
     "read_json",
     "results_document",
     "results_format",
+    "results_of",
     "seconds",
     "short_keys",
     "unclassified",

@@ -122,3 +122,15 @@ def read_json(path: Path) -> Any:
         raise ValueError("no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"not readable JSON ({type(error).__name__}: {error})") from None
+
+
+def results_of(files: RunFiles) -> dict[str, Any]:
+    """A run's results.json as a mapping; UnreadableRun naming the file and why, where it cannot be read (its
+    format is checked by its readers: `results_format`)."""
+    try:
+        results = read_json(files.results)
+    except ValueError as error:
+        raise UnreadableRun(f"{files.results}: {error}") from None
+    if not isinstance(results, dict):
+        raise UnreadableRun(f"{files.results}: it holds a {type(results).__name__}, not an object")
+    return results

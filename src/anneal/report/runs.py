@@ -25,6 +25,7 @@ from anneal.record import (
     declared_metrics,
     headline_key,
     read_json,
+    results_of,
 )
 from anneal.run_dir import is_locked
 
@@ -95,12 +96,7 @@ def legacy_arm(files: RunFiles) -> tuple[Arm, Any, str]:
 
 def read_results(files: RunFiles) -> tuple[dict[str, Any], dict[str, float], dict[str, Metric], str | None, str]:
     """(results.json, its declared numbers, their declarations, the headline key, what it lacks)."""
-    try:
-        results = read_json(files.results)
-    except ValueError as error:
-        raise UnreadableRun(f"{files.results}: {error}") from None
-    if not isinstance(results, dict):
-        raise UnreadableRun(f"{files.results}: it holds a {type(results).__name__}, not an object")
+    results = results_of(files)
     try:
         declared, own = declared_metrics(results)
     except ValueError as error:
