@@ -272,6 +272,12 @@ class Points(L.LightningDataModule):
         return self.train_dataloader()
 
 
+def quiet_trainer(tmp_path, **settings) -> L.Trainer:
+    """A CPU Trainer that writes nothing but what the test asks for."""
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    return L.Trainer(accelerator="cpu", enable_model_summary=False, default_root_dir=tmp_path, **quiet, **settings)
+
+
 @pytest.mark.parametrize(
     "schedule",
     [
@@ -282,16 +288,7 @@ class Points(L.LightningDataModule):
 )
 def test_as_lightnings_configure_optimizers_it_sets_the_lr_of_every_step(tmp_path, schedule):
     module = Regression(**schedule)
-    trainer = L.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=4, num_sanity_val_steps=0)
     trainer.fit(module, datamodule=Points())
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert isinstance(scheduler, ScheduleLR) and len(module.lrs) == 20
@@ -304,17 +301,8 @@ def test_as_lightnings_configure_optimizers_it_sets_the_lr_of_every_step(tmp_pat
 
 def test_with_gradient_accumulation_the_plan_counts_the_optimizer_steps_lightning_takes(tmp_path):
     module = Regression(schedule="cosine")
-    trainer = L.Trainer(
-        max_epochs=3,
-        accumulate_grad_batches=2,  # 5 batches an epoch: 3 optimizer steps (the last after one batch)
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    # 5 batches an epoch: 3 optimizer steps (the last after one batch)
+    trainer = quiet_trainer(tmp_path, max_epochs=3, accumulate_grad_batches=2, limit_val_batches=0)
     trainer.fit(module, datamodule=Points())
     plan = trainer.lr_scheduler_configs[0].scheduler.plan
     assert trainer.global_step == plan.clock.total_steps == 9
