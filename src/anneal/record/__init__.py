@@ -25,7 +25,6 @@ from anneal.record.identity import (
     describe,
     flatten,
     format_value,
-    label_against,
     short_keys,
     unclassified,
 )
@@ -87,7 +86,6 @@ __all__ = [
     "format_value",
     "headline_key",
     "headline_of",
-    "label_against",
     "loss",
     "plain",
     "read_json",

@@ -234,12 +234,3 @@ def format_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(format_value(v) for v in value) + "]"
     return str(value)
-
-
-def label_against(arm: Arm, default_options: Mapping[str, Any], option_defaults: Arm) -> str:
-    """A label of an arm that needs no other arm: its options that are not the config's default options, and its
-    settings whose values differ from those its options set (`option_defaults`: the arm's options, no overrides).
-    The same arm always gets the same label, however its command line was spelt."""
-    options = [g for g, o in arm.options.items() if default_options.get(g) != o]
-    settings = [k for k, v in arm.settings.items() if option_defaults.settings.get(k, object()) != v]
-    return describe(arm.values(), options + settings) or "defaults"

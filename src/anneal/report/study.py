@@ -66,9 +66,6 @@ class Study:
         """Runs whose arm is unknown (unreadable): listed, never pooled."""
         return [r for r in self.runs if r.arm is None]
 
-    def best_held_out_metric(self) -> str | None:
-        return next((m for m in ("val/acc_best", "test/acc_best") if m in self.metrics), None)
-
 
 def value(run: Run, metric: str) -> float | None:
     key = run.headline if metric == HEADLINE else metric
